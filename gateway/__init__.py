@@ -1,0 +1,3 @@
+"""ticket-gateway: an e-mail servicedesk daemon."""
+
+__version__ = "0.1.0"

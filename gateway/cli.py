@@ -1,0 +1,512 @@
+"""The `ticket-gateway` command: run the daemon and work tickets from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from sqlalchemy import select
+
+from gateway import __version__
+from gateway.app import (
+    Gateway,
+    NotMigrated,
+    build,
+    install_signal_handlers,
+    prepare_database,
+    run_forever,
+    run_once,
+)
+from gateway.config import ConfigError, Settings, load_settings, resolve_config_path
+from gateway.domain.model import Category, Impact, Status, Urgency
+from gateway.pipeline import utc_now
+from gateway.service import (
+    TicketError,
+    agent_reply,
+    change_status,
+    get_ticket,
+    override_priority,
+    set_category,
+    set_impact_urgency,
+    set_team,
+)
+from gateway.store import migrate as migrations
+from gateway.store.models import OutboxMessage, QuarantinedMessage, Ticket
+from gateway.views import outbox_view, quarantine_view, ticket_detail, ticket_summary
+
+T = TypeVar("T")
+AGENT_ENV = "TICKET_GATEWAY_AGENT"
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"ticket-gateway: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj: dict[str, Any] = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        path = resolve_config_path(obj.get("config_path"))
+        try:
+            obj["settings"] = load_settings(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(f"{exc.path}: {problem}", err=True)
+            sys.exit(EXIT_USAGE)
+    settings: Settings = obj["settings"]
+    return settings
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.logging.level.upper(),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _with_gateway(ctx: click.Context, work: Callable[[Gateway], Awaitable[T]]) -> T:
+    """Build the gateway, check the schema, run `work`, close everything."""
+    settings = _settings(ctx)
+
+    async def main() -> T:
+        gateway = build(settings)
+        try:
+            await prepare_database(gateway)
+            return await work(gateway)
+        finally:
+            await gateway.close()
+
+    try:
+        return asyncio.run(main())
+    except NotMigrated as exc:
+        _fail(str(exc))
+    except TicketError as exc:
+        _fail(str(exc))
+
+
+def _print_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _agent(value: str | None) -> str:
+    return (value or os.environ.get(AGENT_ENV) or getpass.getuser()).lower()
+
+
+def _parse_when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 date/time (e.g. 2026-12-01T09:00+01:00)"
+        ) from None
+    return when if when.tzinfo else when.astimezone()
+
+
+def _choice(enum: type[Status] | type[Category] | type[Impact] | type[Urgency]) -> click.Choice[str]:
+    return click.Choice([member.value for member in enum])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="TICKET_GATEWAY_CONFIG",
+    help="Config file (default: $TICKET_GATEWAY_CONFIG, else config/demo.toml).",
+)
+@click.version_option(__version__, prog_name="ticket-gateway")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """ticket-gateway: an e-mail servicedesk. Mail in, tickets with references, mail out."""
+    ctx.ensure_object(dict)["config_path"] = config_path
+
+
+@main.command("check-config")
+@click.pass_context
+def check_config(ctx: click.Context) -> None:
+    """Validate the config file: one line per problem and exit 2, or exit 0 when fine."""
+    settings = _settings(ctx)
+    path = resolve_config_path(ctx.obj.get("config_path"))
+    click.echo(
+        f"{path}: OK ({len(settings.teams)} team(s), {len(settings.mailboxes)} mailbox(es), "
+        f"{len(settings.listeners)} listener(s), outbound {settings.outbound.transport})"
+    )
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Create or upgrade the database schema to this version."""
+    settings = _settings(ctx)
+    _setup_logging(settings)
+
+    async def work() -> str | None:
+        from gateway.store.db import create_engine
+
+        engine = create_engine(settings.database.url)
+        try:
+            await migrations.upgrade(engine)
+            return await migrations.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    revision = asyncio.run(work())
+    click.echo(f"database at revision {revision}")
+
+
+@main.command()
+@click.option(
+    "--once", is_flag=True, help="Burst mode: process what waits, send what is due, exit."
+)
+@click.pass_context
+def run(ctx: click.Context, once: bool) -> None:
+    """Run the daemon (mailboxes, listeners, outbox relay) until SIGTERM/SIGINT."""
+    settings = _settings(ctx)
+    _setup_logging(settings)
+
+    async def burst(gateway: Gateway) -> int:
+        summary = await run_once(gateway)
+        click.echo(
+            f"processed {summary.messages} message(s); notifications sent {summary.sent}, "
+            f"failed {summary.failed}, to retry {summary.retrying}"
+        )
+        for error in summary.errors:
+            click.echo(f"error: {error}", err=True)
+        return 1 if summary.errors else 0
+
+    async def daemon(gateway: Gateway) -> int:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        await run_forever(gateway, stop)
+        return 0
+
+    sys.exit(_with_gateway(ctx, burst if once else daemon))
+
+
+@main.command()
+@click.option("--status", type=_choice(Status), help="Only tickets in this status.")
+@click.option("--team", help="Only tickets of this team (its key).")
+@click.option("--limit", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def tickets(
+    ctx: click.Context, status: str | None, team: str | None, limit: int, as_json: bool
+) -> None:
+    """List tickets, most recently updated first."""
+    settings = _settings(ctx)
+    if team is not None:
+        _check_team(settings, team)
+
+    async def work(gateway: Gateway) -> list[dict[str, Any]]:
+        query = select(Ticket).order_by(Ticket.updated_at.desc(), Ticket.id.desc()).limit(limit)
+        if status:
+            query = query.where(Ticket.status == status)
+        if team:
+            query = query.where(Ticket.team == team)
+        async with gateway.sessions() as session:
+            return [ticket_summary(t) for t in await session.scalars(query)]
+
+    rows = _with_gateway(ctx, work)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("no tickets")
+        return
+    for row in rows:
+        click.echo(
+            f"{row['reference']:<16} {row['status']:<20} P{row['priority'] or '-'}  "
+            f"{row['team']:<10} {row['updated_at'][:16]}  {row['requester']:<30} {row['subject']}"
+        )
+
+
+def _check_team(settings: Settings, team: str) -> None:
+    keys = [t.key for t in settings.teams]
+    if team not in keys:
+        raise click.BadParameter(
+            f"{team!r} is not one of {', '.join(map(repr, keys))}", param_hint="'--team'"
+        )
+
+
+@main.group()
+def ticket() -> None:
+    """Show and work one ticket."""
+
+
+@ticket.command("show")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def ticket_show(ctx: click.Context, reference: str, as_json: bool) -> None:
+    """Show a ticket with its articles and history."""
+
+    async def work(gateway: Gateway) -> dict[str, Any]:
+        async with gateway.sessions() as session:
+            return await ticket_detail(session, await get_ticket(session, reference))
+
+    detail = _with_gateway(ctx, work)
+    if as_json:
+        _print_json(detail)
+        return
+    click.echo(f"{detail['reference']}  {detail['subject']}")
+    for key in (
+        "status",
+        "category",
+        "impact",
+        "urgency",
+        "priority",
+        "team",
+        "requester",
+        "created_at",
+        "updated_at",
+        "linked_to",
+    ):
+        if detail[key] is not None:
+            click.echo(f"  {key:<12} {detail[key]}")
+    if detail["participants"]:
+        click.echo(f"  {'participants':<12} {', '.join(detail['participants'])}")
+    for article in detail["articles"]:
+        arrow = "<-" if article["direction"] == "in" else "->"
+        click.echo(f"\n{arrow} {article['created_at'][:16]} {article['kind']} {article['author']}")
+        click.echo("   " + article["body"].replace("\n", "\n   "))
+    click.echo("\nhistory:")
+    for entry in detail["history"]:
+        why = f" ({entry['reason']})" if entry["reason"] else ""
+        click.echo(
+            f"  {entry['at'][:16]} {entry['field']}: {entry['old']} -> {entry['new']} "
+            f"by {entry['by']}{why}"
+        )
+
+
+@ticket.command("reply")
+@click.argument("reference")
+@click.option("--body", help="The answer's text.")
+@click.option(
+    "--body-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the text from a file ('-': stdin).",
+)
+@click.option(
+    "--status", type=_choice(Status), help="Also set this status (announced with the answer)."
+)
+@click.option("--scheduled-for", help="Date/time for status scheduled (ISO 8601).")
+@click.option("--agent", help=f"Who answers (default: ${AGENT_ENV} or the login name).")
+@click.pass_context
+def ticket_reply(
+    ctx: click.Context,
+    reference: str,
+    body: str | None,
+    body_file: Any,
+    status: str | None,
+    scheduled_for: str | None,
+    agent: str | None,
+) -> None:
+    """A public answer, mailed to the requester and the participants."""
+    if (body is None) == (body_file is None):
+        raise click.UsageError("give exactly one of --body and --body-file")
+    text = body if body is not None else body_file.read()
+    when = _parse_when(scheduled_for)
+
+    async def work(gateway: Gateway) -> str:
+        async with gateway.sessions() as session, session.begin():
+            t = await get_ticket(session, reference)
+            await agent_reply(
+                session,
+                gateway.desk,
+                t,
+                agent=_agent(agent),
+                body=text,
+                now=utc_now(),
+                status=Status(status) if status else None,
+                scheduled_for=when,
+            )
+            return f"{t.reference}: reply queued; status {t.status}"
+
+    click.echo(_with_gateway(ctx, work))
+
+
+@ticket.command("set")
+@click.argument("reference")
+@click.option("--status", type=_choice(Status))
+@click.option("--scheduled-for", help="Date/time for status scheduled (ISO 8601).")
+@click.option("--category", type=_choice(Category))
+@click.option("--impact", type=_choice(Impact))
+@click.option("--urgency", type=_choice(Urgency))
+@click.option("--priority", type=click.IntRange(1, 5), help="Override the matrix (needs --reason).")
+@click.option("--reason", help="Why (required with --priority).")
+@click.option("--team", help="Move the ticket to this team (its key).")
+@click.option("--agent", help=f"Who changes it (default: ${AGENT_ENV} or the login name).")
+@click.pass_context
+def ticket_set(
+    ctx: click.Context,
+    reference: str,
+    status: str | None,
+    scheduled_for: str | None,
+    category: str | None,
+    impact: str | None,
+    urgency: str | None,
+    priority: int | None,
+    reason: str | None,
+    team: str | None,
+    agent: str | None,
+) -> None:
+    """Change status, category, impact/urgency, priority or team (kept in the history)."""
+    settings = _settings(ctx)
+    if not any((status, category, impact, urgency, priority, team)):
+        raise click.UsageError(
+            "nothing to change: give --status, --category, --impact, "
+            "--urgency, --priority or --team"
+        )
+    if priority is not None and not (reason or "").strip():
+        raise click.UsageError("--priority overrides the impact x urgency matrix: give --reason")
+    if team is not None:
+        _check_team(settings, team)
+    when = _parse_when(scheduled_for)
+
+    async def work(gateway: Gateway) -> dict[str, Any]:
+        now = utc_now()
+        by = _agent(agent)
+        async with gateway.sessions() as session, session.begin():
+            t = await get_ticket(session, reference)
+            if category:
+                set_category(session, t, Category(category), by=by, now=now)
+            if impact or urgency:
+                set_impact_urgency(
+                    session,
+                    t,
+                    impact=Impact(impact) if impact else None,
+                    urgency=Urgency(urgency) if urgency else None,
+                    by=by,
+                    now=now,
+                )
+            if priority is not None:
+                override_priority(session, t, priority, reason=reason or "", by=by, now=now)
+            if team:
+                set_team(session, gateway.desk, t, team, by=by, now=now)
+            if status:
+                await change_status(
+                    session,
+                    gateway.desk,
+                    t,
+                    Status(status),
+                    by=by,
+                    now=now,
+                    reason=reason,
+                    scheduled_for=when,
+                )
+            return ticket_summary(t)
+
+    summary = _with_gateway(ctx, work)
+    click.echo(
+        f"{summary['reference']}: status {summary['status']}, priority "
+        f"{summary['priority'] or '-'}, team {summary['team']}"
+    )
+
+
+@main.group()
+def quarantine() -> None:
+    """Messages that failed processing, kept whole."""
+
+
+@quarantine.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--all", "show_all", is_flag=True, help="Include reprocessed and discarded ones.")
+@click.pass_context
+def quarantine_list(ctx: click.Context, as_json: bool, show_all: bool) -> None:
+    """List quarantined messages."""
+
+    async def work(gateway: Gateway) -> list[dict[str, Any]]:
+        query = select(QuarantinedMessage).order_by(QuarantinedMessage.id)
+        if not show_all:
+            query = query.where(QuarantinedMessage.state == "held")
+        async with gateway.sessions() as session:
+            return [quarantine_view(q) for q in await session.scalars(query)]
+
+    rows = _with_gateway(ctx, work)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("quarantine is empty")
+    for row in rows:
+        click.echo(
+            f"{row['id']:>6} {row['created_at'][:16]} {row['stage']:<8} {row['source']:<24} "
+            f"{row['error']}"
+        )
+
+
+@quarantine.command("show")
+@click.argument("entry_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--raw", is_flag=True, help="Print the raw message bytes.")
+@click.pass_context
+def quarantine_show(ctx: click.Context, entry_id: int, as_json: bool, raw: bool) -> None:
+    """Show one quarantined message: the stage, the error and the traceback."""
+
+    async def work(gateway: Gateway) -> tuple[dict[str, Any], bytes]:
+        async with gateway.sessions() as session:
+            row = await session.get(QuarantinedMessage, entry_id)
+            if row is None:
+                raise TicketError(f"no quarantine entry {entry_id}")
+            return quarantine_view(row, full=True), row.raw
+
+    view, data = _with_gateway(ctx, work)
+    if raw:
+        sys.stdout.buffer.write(data)
+    elif as_json:
+        _print_json(view)
+    else:
+        for key, value in view.items():
+            if key != "traceback":
+                click.echo(f"{key:<10} {value}")
+        click.echo(view["traceback"])
+
+
+@main.group()
+def outbox() -> None:
+    """Notifications waiting, sent or failed."""
+
+
+@outbox.command("list")
+@click.option("--state", type=click.Choice(["pending", "sending", "sent", "failed"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
+    """List notifications with their state, attempts and last error."""
+
+    async def work(gateway: Gateway) -> list[dict[str, Any]]:
+        query = (
+            select(OutboxMessage, Ticket.reference)
+            .join(Ticket, Ticket.id == OutboxMessage.ticket_id, isouter=True)
+            .order_by(OutboxMessage.id)
+        )
+        if state:
+            query = query.where(OutboxMessage.state == state)
+        async with gateway.sessions() as session:
+            return [outbox_view(row, ref) for row, ref in (await session.execute(query)).tuples()]
+
+    rows = _with_gateway(ctx, work)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("outbox is empty")
+    for row in rows:
+        click.echo(
+            f"{row['id']:>6} {row['state']:<8} {row['attempts']:>2} {row['ticket'] or '-':<16} "
+            f"{row['to']:<30} {row['subject']}"
+            + (f"  [{row['last_error']}]" if row["last_error"] else "")
+        )

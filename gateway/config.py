@@ -1,0 +1,250 @@
+"""Configuration: a TOML file validated by pydantic, one clear line per problem.
+
+Settings are loaded once and passed in; nothing reaches for a global config.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_ENV = "TICKET_GATEWAY_CONFIG"
+DEFAULT_CONFIG_PATH = Path("config/demo.toml")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` holds one line per problem."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        super().__init__(f"{path}: " + "; ".join(problems))
+        self.path = path
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Address = Annotated[str, Field(min_length=3, pattern=r"^[^@\s<>]+@[^@\s<>]+$")]
+
+
+def _lower(value: str) -> str:
+    return value.strip().lower()
+
+
+class DeskSettings(_Section):
+    reference_prefix: str = Field(default="VTM", pattern=r"^[A-Za-z][A-Za-z0-9]{0,11}$")
+    sender: Address = "servicedesk@vtm.example"
+    sender_name: str = "VTM Servicedesk"
+    language: Literal["nl", "en"] = "nl"
+    reopen_days: int = Field(default=14, ge=0, le=3650)
+    templates_dir: str = ""  # empty: the templates/ folder shipped with the gateway
+
+    _normalise_sender = field_validator("sender")(_lower)
+
+    @property
+    def templates_path(self) -> Path:
+        return Path(self.templates_dir) if self.templates_dir else PACKAGE_ROOT / "templates"
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///var/gateway.db"
+    auto_migrate: bool = False  # run pending migrations when the daemon starts
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                f"(got {value.split('://', 1)[0]!r})"
+            )
+        return value
+
+
+class TeamSettings(_Section):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: str = Field(min_length=1)
+    address: Address
+    phone: str = ""
+    default: bool = False
+    # Where team notices (a customer replied, a ticket reopened) go. Never a desk
+    # address the gateway reads itself: that would feed it its own mail.
+    notify: list[Address] = []
+
+    _normalise_address = field_validator("address")(_lower)
+
+    @field_validator("notify")
+    @classmethod
+    def _normalise_notify(cls, value: list[str]) -> list[str]:
+        return [_lower(v) for v in value]
+
+
+Security = Literal["none", "starttls", "tls"]
+
+
+class _Credentials(_Section):
+    username: str = ""
+    password: str = ""
+    password_file: str = ""
+
+    def secret(self) -> str:
+        """The password, read from password_file when one is named."""
+        if self.password_file:
+            return Path(self.password_file).read_text(encoding="utf-8").strip()
+        return self.password
+
+    @model_validator(mode="after")
+    def _readable_password_file(self) -> _Credentials:
+        if self.password and self.password_file:
+            raise ValueError("set password or password_file, not both")
+        if self.password_file and not os.access(self.password_file, os.R_OK):
+            raise ValueError(f"password_file {self.password_file!r} is not readable")
+        return self
+
+
+class MailboxSettings(_Credentials):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    host: str = "127.0.0.1"
+    port: int = Field(default=993, ge=1, le=65535)
+    security: Security = "tls"
+    folder: str = "INBOX"
+    poll_seconds: float = Field(default=60, gt=0)
+    fetch_batch: int = Field(default=100, ge=1, le=1000)  # UIDs per FETCH command
+    timeout_seconds: float = Field(default=30, gt=0)
+
+    @model_validator(mode="after")
+    def _imap_needs_login(self) -> MailboxSettings:
+        if not self.username:
+            raise ValueError("username is required")
+        if self.security == "starttls":
+            raise ValueError(
+                "security = 'starttls' is not supported for IMAP (the IMAP client has no "
+                "STARTTLS); use 'tls' (usually port 993) or 'none' on loopback"
+            )
+        return self
+
+
+class ListenerSettings(_Section):
+    kind: Literal["smtp"] = "smtp"
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=0, le=65535)
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+
+
+class OutboundSettings(_Credentials):
+    transport: Literal["smtp", "maildir"] = "smtp"
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Security = "none"
+    maildir: str = "var/sent"
+    timeout_seconds: float = Field(default=30, gt=0)
+    batch_size: int = Field(default=100, ge=1, le=10000)
+    retry_hours: float = Field(default=48, gt=0)  # give up on a notification after this
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(_Section):
+    desk: DeskSettings = DeskSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    teams: list[TeamSettings] = Field(min_length=1)
+    mailboxes: list[MailboxSettings] = []
+    listeners: list[ListenerSettings] = []
+    outbound: OutboundSettings = OutboundSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        defaults = [t.key for t in self.teams if t.default]
+        if len(defaults) != 1:
+            raise ValueError(
+                f"exactly one team must have default = true (found {len(defaults)}: "
+                f"{', '.join(defaults) or 'none'})"
+            )
+        keys = [t.key for t in self.teams]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"team keys must be unique (got {', '.join(keys)})")
+        desk_addresses = self.desk_addresses
+        for team in self.teams:
+            looped = sorted(desk_addresses & set(team.notify))
+            if looped:
+                raise ValueError(
+                    f"team {team.key!r}: notify must not name a desk address the gateway "
+                    f"reads ({', '.join(looped)})"
+                )
+        names = [m.name for m in self.mailboxes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"mailbox names must be unique (got {', '.join(names)})")
+        return self
+
+    @property
+    def desk_addresses(self) -> set[str]:
+        """Every address that reaches the desk: the sender and each team's address."""
+        return {self.desk.sender} | {t.address for t in self.teams}
+
+    @property
+    def default_team(self) -> TeamSettings:
+        return next(t for t in self.teams if t.default)
+
+    def team(self, key: str) -> TeamSettings:
+        return next(t for t in self.teams if t.key == key)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per problem: `key.path: why`."""
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{_location(item['loc'])}: {message}")
+    return lines
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
+    """The config file to read: the argument, else $TICKET_GATEWAY_CONFIG, else the demo."""
+    if path:
+        return Path(path)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read config file: {exc.strerror}"]) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from exc
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, describe_errors(exc)) from exc

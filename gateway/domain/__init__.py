@@ -1,0 +1,1 @@
+"""Pure model of the servicedesk process (PROCESS.md). No I/O in this package."""

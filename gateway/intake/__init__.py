@@ -1,0 +1,1 @@
+"""Channels that bring raw mail in; each hands bytes to the pipeline."""

@@ -1,0 +1,130 @@
+"""Raw RFC 5322 bytes -> ParsedMail, the values the pipeline works with."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from email.utils import getaddresses
+
+import mailparser
+
+from gateway.mail.html import html_to_text
+
+_MSGID = re.compile(r"<([^<>\s]+)>")
+_WHITESPACE = re.compile(r"\s+")
+
+
+class UnparseableMail(Exception):
+    """The bytes are not a message the desk can act on (the reason says why)."""
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    message_id: str | None
+    subject: str
+    sender: str
+    sender_name: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    delivered_to: tuple[str, ...]
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    text: str
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "text/plain"
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """Message-IDs this mail answers, nearest first (In-Reply-To, then References)."""
+        seen: dict[str, None] = {}
+        for mid in (*self.in_reply_to, *reversed(self.references)):
+            seen.setdefault(mid, None)
+        return tuple(seen)
+
+
+def message_ids(value: str | None) -> tuple[str, ...]:
+    """The Message-IDs in a header value, without angle brackets."""
+    if not value:
+        return ()
+    found = _MSGID.findall(value)
+    if not found and value.strip() and " " not in value.strip():
+        found = [value.strip().strip("<>")]
+    return tuple(found)
+
+
+def one_line(value: str) -> str:
+    """A header value folded to one line: CR, LF and runs of whitespace become one space."""
+    return _WHITESPACE.sub(" ", value).strip()
+
+
+def addresses(values: list[tuple[str, str]] | None) -> tuple[str, ...]:
+    """Bare, lower-case addresses, in order, without duplicates or empty entries."""
+    out: dict[str, None] = {}
+    for _name, addr in values or []:
+        addr = addr.strip().lower()
+        if "@" in addr:
+            out.setdefault(addr, None)
+    return tuple(out)
+
+
+# Headers the classifier reads; kept lower-case and on one line.
+_KEPT_HEADERS = (
+    "auto-submitted",
+    "precedence",
+    "x-autoreply",
+    "x-autorespond",
+    "x-auto-response-suppress",
+    "list-id",
+    "return-path",
+    "x-ticket-gateway-loop",
+)
+
+
+def _header_values(message: Message, name: str) -> list[str]:
+    return [str(v) for v in message.get_all(name, [])]
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Parse raw bytes into a ParsedMail; raise UnparseableMail when it is not a message."""
+    if not raw.strip():
+        raise UnparseableMail("empty message")
+    try:
+        mail = mailparser.parse_from_bytes(raw)
+    except Exception as exc:  # mail-parser raises many kinds on broken input
+        raise UnparseableMail(f"mail-parser failed: {exc}") from exc
+    message: Message = mail.message
+
+    senders = addresses(mail.from_) or addresses(getaddresses(_header_values(message, "sender")))
+    if not senders:
+        raise UnparseableMail("no sender address (From/Sender missing or empty)")
+    sender_name = next((one_line(n) for n, a in mail.from_ or [] if a.lower() == senders[0]), "")
+
+    text = "\n".join(part for part in mail.text_plain if part.strip())
+    if not text.strip() and mail.text_html:
+        text = "\n\n".join(html_to_text(part) for part in mail.text_html)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+    headers = {}
+    for name in _KEPT_HEADERS:
+        values = _header_values(message, name)
+        if values:
+            headers[name] = one_line(values[0])
+
+    delivered = getaddresses(
+        _header_values(message, "delivered-to") + _header_values(message, "x-original-to")
+    )
+    return ParsedMail(
+        message_id=next(iter(message_ids(message.get("message-id"))), None),
+        subject=one_line(mail.subject or ""),
+        sender=senders[0],
+        sender_name=sender_name,
+        to=addresses(mail.to),
+        cc=addresses(mail.cc),
+        delivered_to=addresses(delivered),
+        in_reply_to=message_ids(message.get("in-reply-to")),
+        references=message_ids(" ".join(_header_values(message, "references"))),
+        text=text,
+        headers=headers,
+        content_type=message.get_content_type(),
+    )

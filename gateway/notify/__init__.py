@@ -1,0 +1,1 @@
+"""Rendering of notifications from Jinja2 templates."""

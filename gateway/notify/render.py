@@ -1,0 +1,75 @@
+"""Render notifications: a text template per event, and an HTML alternative.
+
+`templates/<language>/<event>.txt` holds the text with a `subject` block. The HTML
+part comes from `<event>.html` when it exists, else from `_layout.html` wrapping the
+rendered text; either way HTML is autoescaped, so text from mail cannot inject markup.
+Environments and compiled templates are cached: nothing is loaded per message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+
+LANGUAGES = ("nl", "en")
+
+
+class TemplateMissing(Exception):
+    """No template for this event in this language (nor in the fallback language)."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class Renderer:
+    def __init__(self, templates_path: Path, fallback_language: str = "nl") -> None:
+        loader = FileSystemLoader(str(templates_path))
+        common: dict[str, Any] = {
+            "loader": loader,
+            "undefined": StrictUndefined,
+            "trim_blocks": True,
+            "lstrip_blocks": True,
+            "keep_trailing_newline": True,
+            "auto_reload": False,
+        }
+        self._text = Environment(autoescape=False, **common)
+        self._html = Environment(autoescape=True, **common)
+        self._fallback = fallback_language
+
+    def _language(self, event: str, language: str) -> str:
+        for candidate in (language, self._fallback):
+            try:
+                self._text.get_template(f"{candidate}/{event}.txt")
+            except TemplateNotFound:
+                continue
+            return candidate
+        raise TemplateMissing(f"no template {event}.txt for {language} or {self._fallback}")
+
+    def render(self, event: str, language: str, context: dict[str, Any]) -> Rendered:
+        """Subject, text and HTML of one notification."""
+        lang = self._language(event, language)
+        template = self._text.get_template(f"{lang}/{event}.txt")
+        ctx = template.new_context(dict(context))
+        subject = " ".join("".join(template.blocks["subject"](ctx)).split())
+        text = template.render(context).strip() + "\n"
+        try:
+            html_template = self._html.get_template(f"{lang}/{event}.html")
+        except TemplateNotFound:
+            html_template = self._html.get_template(f"{lang}/_layout.html")
+        html = html_template.render(
+            {**context, "subject": subject, "paragraphs": _paragraphs(text)}
+        )
+        return Rendered(subject=subject, text=text, html=html)
+
+
+def _paragraphs(text: str) -> list[list[str]]:
+    """Text split into paragraphs of lines, for the HTML layout."""
+    blocks = [block for block in text.strip().split("\n\n") if block.strip()]
+    return [block.split("\n") for block in blocks]

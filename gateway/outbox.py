@@ -1,0 +1,300 @@
+"""The outbox relay: claim due notifications, send them, record the result.
+
+Rows are claimed (state `sending`, a lease in next_attempt_at) and committed before
+anything is sent, and marked `sent` right after the server accepts them. A crash in
+between leaves the row `sending`; it is retried when the lease runs out, so the only
+window for a duplicate is a crash after the server's 250 and before that commit.
+
+SMTP 5xx replies (except 552) are permanent: the row is `failed` at once. 4xx replies
+and connection errors are retried with backoff until `retry_hours` after creation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from gateway.config import OutboundSettings, Settings
+from gateway.mail.compose import OutgoingMail, build_message
+from gateway.pipeline import Clock, utc_now
+from gateway.store.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=1)
+
+
+class PermanentFailure(Exception):
+    """The receiving server refused the message for good."""
+
+
+class TransientFailure(Exception):
+    """The message could not be delivered now; try again later."""
+
+
+class ConnectionFailure(TransientFailure):
+    """The server could not be reached at all; the rest of the batch waits too."""
+
+
+class Transport(Protocol):
+    async def __aenter__(self) -> Transport: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    async def send(self, message: EmailMessage, sender: str, recipient: str) -> None: ...
+
+
+def _is_permanent(code: int) -> bool:
+    return code >= 500 and code != 552
+
+
+_CONNECT_ERRORS = (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError)
+
+
+class SmtpTransport:
+    """One SMTP connection per batch of notifications (aiosmtplib)."""
+
+    def __init__(self, settings: OutboundSettings) -> None:
+        self._settings = settings
+        self._client: aiosmtplib.SMTP | None = None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            timeout=s.timeout_seconds,
+            use_tls=s.security == "tls",
+            start_tls=s.security == "starttls",
+        )
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(3),
+            wait=wait_exponential(multiplier=0.2, max=2),
+            retry=retry_if_exception_type(_CONNECT_ERRORS),
+            reraise=True,
+        ):
+            with attempt:
+                await client.connect()
+        if s.username:
+            await client.login(s.username, s.secret())
+        return client
+
+    async def __aenter__(self) -> SmtpTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None and self._client.is_connected:
+            try:
+                await self._client.quit()
+            except aiosmtplib.SMTPException:
+                self._client.close()
+        self._client = None
+
+    async def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+        if self._client is None or not self._client.is_connected:
+            try:
+                self._client = await self._connect()
+            except (*_CONNECT_ERRORS, aiosmtplib.SMTPException) as exc:
+                self._client = None
+                raise ConnectionFailure(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            await self._client.send_message(message, sender=sender, recipients=[recipient])
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+            if codes and all(_is_permanent(c) for c in codes):
+                raise PermanentFailure(text) from exc
+            raise TransientFailure(text) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if _is_permanent(exc.code):
+                raise PermanentFailure(f"{exc.code} {exc.message}") from exc
+            raise TransientFailure(f"{exc.code} {exc.message}") from exc
+        except (*_CONNECT_ERRORS, aiosmtplib.SMTPException) as exc:
+            self._client = None
+            raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
+
+
+class MaildirTransport:
+    """Writes each message as a file into a maildir (demo and tests; nothing leaves)."""
+
+    def __init__(self, directory: str) -> None:
+        self._root = Path(directory)
+
+    async def __aenter__(self) -> MaildirTransport:
+        for sub in ("tmp", "new", "cur"):
+            (self._root / sub).mkdir(parents=True, exist_ok=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def _deliver(self, data: bytes) -> None:
+        name = f"{time.time_ns()}.P{os.getpid()}.{socket.gethostname()}"
+        tmp = self._root / "tmp" / name
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, self._root / "new" / name)
+
+    async def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+        envelope = f"Return-Path: <{sender}>\r\nX-Original-To: {recipient}\r\n".encode()
+        try:
+            await asyncio.to_thread(self._deliver, envelope + message.as_bytes())
+        except OSError as exc:
+            raise TransientFailure(f"maildir: {exc}") from exc
+
+
+def make_transport(settings: OutboundSettings) -> Transport:
+    if settings.transport == "maildir":
+        return MaildirTransport(settings.maildir)
+    return SmtpTransport(settings)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before the next try after `attempts` failed ones: 30 s doubling, at most 1 h."""
+    delay: timedelta = BACKOFF_BASE * (2 ** max(0, attempts - 1))
+    return min(delay, BACKOFF_MAX)
+
+
+@dataclass
+class RelayStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+class Relay:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        transport: Transport | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._transport = transport or make_transport(settings.outbound)
+        self._clock = clock
+
+    async def _claim(self) -> list[OutboxMessage]:
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            query = (
+                select(OutboxMessage)
+                .where(or_(OutboxMessage.state == "pending", OutboxMessage.state == "sending"))
+                .where(OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.id)
+                .limit(self._settings.outbound.batch_size)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = list(await session.scalars(query))
+            for row in rows:
+                row.state = "sending"
+                row.attempts += 1
+                row.next_attempt_at = now + LEASE
+        return rows
+
+    def _message(self, row: OutboxMessage) -> EmailMessage:
+        desk = self._settings.desk
+        return build_message(
+            OutgoingMail(
+                sender=desk.sender,
+                sender_name=desk.sender_name,
+                to=row.recipient,
+                reply_to=row.reply_to,
+                subject=row.subject,
+                text=row.body_text,
+                html=row.body_html,
+                message_id=row.message_id,
+                date=row.created_at,
+                loop_token=desk.sender,
+                in_reply_to=row.in_reply_to,
+                references=tuple((row.references or "").split()),
+                auto_submitted=row.auto_submitted,
+            )
+        )
+
+    async def _finish(self, row: OutboxMessage, error: Exception | None) -> str:
+        now = self._clock()
+        deadline = row.created_at + timedelta(hours=self._settings.outbound.retry_hours)
+        async with self._sessions() as session, session.begin():
+            current = await session.get(OutboxMessage, row.id)
+            assert current is not None
+            if error is None:
+                current.state, current.sent_at, current.last_error = "sent", now, None
+            elif isinstance(error, PermanentFailure) or now >= deadline:
+                current.state, current.last_error = "failed", str(error)
+            else:
+                current.state, current.last_error = "pending", str(error)
+                current.next_attempt_at = now + backoff(current.attempts)
+            state = current.state
+        if error is not None:
+            log.warning(
+                "outbox id=%s to=%s message_id=%s state=%s error=%s",
+                row.id,
+                row.recipient,
+                row.message_id,
+                state,
+                error,
+            )
+        return state
+
+    async def send_due(self) -> RelayStats:
+        """Send every notification that is due now, batch by batch."""
+        stats = RelayStats()
+        while rows := await self._claim():
+            await self._send_batch(rows, stats)
+            if len(rows) < self._settings.outbound.batch_size:
+                break
+        return stats
+
+    async def _send_batch(self, rows: Sequence[OutboxMessage], stats: RelayStats) -> None:
+        async with self._transport as transport:
+            unreachable: ConnectionFailure | None = None
+            for row in rows:
+                error: Exception | None = unreachable
+                if error is None:
+                    try:
+                        message = self._message(row)
+                        await transport.send(message, self._settings.desk.sender, row.recipient)
+                    except ConnectionFailure as exc:
+                        error = unreachable = exc
+                    except (PermanentFailure, TransientFailure) as exc:
+                        error = exc
+                state = await self._finish(row, error)
+                if state == "sent":
+                    stats.sent += 1
+                    log.info(
+                        "sent outbox id=%s to=%s subject=%r", row.id, row.recipient, row.subject
+                    )
+                elif state == "failed":
+                    stats.failed += 1
+                else:
+                    stats.retried += 1
+
+    async def next_due(self) -> datetime | None:
+        """When the next pending notification is due, if any (for the relay's sleep)."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(OutboxMessage.next_attempt_at)
+                .where(or_(OutboxMessage.state == "pending", OutboxMessage.state == "sending"))
+                .order_by(OutboxMessage.next_attempt_at)
+                .limit(1)
+            )
