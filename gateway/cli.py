@@ -73,6 +73,9 @@ def _setup_logging(settings: Settings) -> None:
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         stream=sys.stderr,
     )
+    # aiosmtpd logs every SMTP command at INFO; keep its chatter for debug runs.
+    if settings.logging.level != "debug":
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _with_gateway(ctx: click.Context, work: Callable[[Gateway], Awaitable[T]]) -> T:

@@ -59,15 +59,20 @@ def uid_set(uids: list[int]) -> str:
 
 
 def parse_fetch(lines: list[bytes | bytearray]) -> list[tuple[int, bytes]]:
-    """(uid, raw message) pairs from a UID FETCH (UID BODY.PEEK[]) response."""
+    """(uid, raw message) pairs from a UID FETCH (UID BODY.PEEK[]) response.
+
+    The UID item may come before the literal (the usual case) or after it.
+    """
     out: list[tuple[int, bytes]] = []
-    previous: bytes | bytearray = b""
-    for line in lines:
-        if isinstance(line, bytearray):
-            match = _FETCH_UID.search(previous)
-            if match is not None:
-                out.append((int(match.group(1)), bytes(line)))
-        previous = line
+    for index, line in enumerate(lines):
+        if not isinstance(line, bytearray):
+            continue
+        before = bytes(lines[index - 1]) if index else b""
+        match = _FETCH_UID.search(before)
+        if match is None and index + 1 < len(lines):
+            match = _FETCH_UID.search(bytes(lines[index + 1]))
+        if match is not None:
+            out.append((int(match.group(1)), bytes(line)))
     return out
 
 

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from gateway.config import PACKAGE_ROOT, ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+TEAM = '[[teams]]\nkey = "business"\nname = "Business"\naddress = "business@vtm.example"\n'
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "gateway.example.toml"])
+def test_shipped_config_files_are_valid(name: str) -> None:
+    settings = load_settings(PACKAGE_ROOT / "config" / name)
+    assert settings.default_team.key == "business"
+
+
+def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, TEAM + "default = true\n"))
+    assert settings.desk.reference_prefix == "VTM"
+    assert settings.desk.reopen_days == 14
+    assert settings.database.url == "sqlite+aiosqlite:///var/gateway.db"
+    assert settings.outbound.transport == "smtp"
+
+
+def test_every_problem_is_reported_on_its_own_line_naming_the_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[desk]\nreopen_days = -1\nlanguage = "de"\ncolour = "blue"\n'
+        '[database]\nurl = "mysql://x"\n' + TEAM + "[[mailboxes]]\nname = 'desk'\nport = 0\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    problems = info.value.problems
+    keys = [p.split(":", 1)[0] for p in problems]
+    assert "desk.reopen_days" in keys
+    assert "desk.language" in keys
+    assert "desk.colour" in keys
+    assert "database.url" in keys
+    assert "mailboxes[0].port" in keys
+    assert any("unknown key" in p for p in problems)
+
+
+def test_exactly_one_default_team_is_required(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="exactly one team must have default = true"):
+        load_settings(write(tmp_path, TEAM))
+
+
+def test_team_notices_to_a_desk_address_are_refused(tmp_path: Path) -> None:
+    text = TEAM + 'default = true\nnotify = ["business@vtm.example"]\n'
+    with pytest.raises(ConfigError, match="must not name a desk address"):
+        load_settings(write(tmp_path, text))
+
+
+def test_unreadable_password_file_is_reported(tmp_path: Path) -> None:
+    text = (TEAM + "default = true\n[[mailboxes]]\nname = 'desk'\nusername = 'u'\n"
+            "password_file = '/nonexistent/secret'\n")  # fmt: skip
+    with pytest.raises(ConfigError, match="password_file"):
+        load_settings(write(tmp_path, text))
+
+
+def test_broken_toml_and_missing_file_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[desk\n"))
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "missing.toml")
