@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -92,14 +93,29 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
-    server = Dovecot(tmp_path_factory.mktemp("dovecot"))
-    server.start()
+def _private_dovecot() -> Iterator[Dovecot]:
+    # Not under pytest's tmp_path: that is mode 0700, and Dovecot's mail processes run
+    # as an unprivileged uid that must reach the maildirs.
+    directory = Path(tempfile.mkdtemp(prefix="tg-dovecot-"))
+    server = Dovecot(directory)
     try:
+        server.start()
         yield server
     finally:
         server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    yield from _private_dovecot()
+
+
+@pytest.fixture(scope="module")
+def lone_dovecot() -> Iterator[Dovecot]:
+    """A Dovecot of one's own, for tests that fail logins: Dovecot slows every later
+    login from the same address after a failed one."""
+    yield from _private_dovecot()
 
 
 @pytest.fixture
@@ -127,9 +143,7 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
-async def make_gateway(
-    db_url: str, sink: SmtpSink, clock: Clock
-) -> AsyncIterator[GatewayFactory]:
+async def make_gateway(db_url: str, sink: SmtpSink, clock: Clock) -> AsyncIterator[GatewayFactory]:
     """Build gateways on the test database, mailing to the sink, on the test clock."""
     built: list[Gateway] = []
 

@@ -76,6 +76,16 @@ def parse_fetch(lines: list[bytes | bytearray]) -> list[tuple[int, bytes]]:
     return out
 
 
+async def _disconnect(client: aioimaplib.IMAP4) -> None:
+    """Log out if the server still listens, and always close the socket."""
+    if client.protocol is not None and client.protocol.state in ("AUTH", "SELECTED"):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.logout(), timeout=2)
+    transport = getattr(client.protocol, "transport", None)
+    if transport is not None:
+        transport.close()
+
+
 class ImapMailbox:
     def __init__(
         self,
@@ -109,11 +119,16 @@ class ImapMailbox:
             _check(await client.login(s.username, s.secret()), "LOGIN")
             selected = _check(await client.select(s.folder), f"SELECT {s.folder}")
         except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
+            await _disconnect(client)
             raise ImapError(f"{s.host}:{s.port}: {type(exc).__name__}: {exc}") from exc
+        except ImapError:
+            await _disconnect(client)
+            raise
         match = next(
             (m for line in selected.lines if (m := _UIDVALIDITY.search(bytes(line)))), None
         )
         if match is None:
+            await _disconnect(client)
             raise ImapError(f"SELECT {s.folder}: server sent no UIDVALIDITY")
         self._uidvalidity = int(match.group(1))
         self._client = client
@@ -121,10 +136,7 @@ class ImapMailbox:
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
-                await client.logout()
-            except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
-                log.debug("logout from %s: %s", self.settings.name, exc)
+            await _disconnect(client)
 
     async def _cursor(self) -> int:
         """The last UID committed for this mailbox; 0 after a UIDVALIDITY change."""

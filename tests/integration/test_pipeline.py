@@ -7,7 +7,7 @@ import asyncio
 from gateway.domain.model import Status
 from gateway.service import agent_reply, change_status, get_ticket, open_ticket
 from tests.conftest import GatewayFactory
-from tests.integration.helpers import counts, detail, only_reference, outbox_rows
+from tests.integration.helpers import counts, detail, outbox_rows
 from tests.support.mails import make_mail
 from tests.support.settings import Clock
 from tests.support.sink import SmtpSink
@@ -24,7 +24,9 @@ async def test_new_mail_opens_ticket_and_mails_creation_notice_with_tag(
 ) -> None:
     gateway = await make_gateway()
     outcome = await gateway.pipeline.ingest(
-        make_mail(to="noc@vtm.example", cc="Piet <piet@klant.example>", message_id="q1@klant.example"),
+        make_mail(
+            to="noc@vtm.example", cc="Piet <piet@klant.example>", message_id="q1@klant.example"
+        ),
         "test",
     )
     assert outcome.kind == "ticket"
@@ -105,10 +107,11 @@ async def test_colleague_replying_to_the_customers_first_mail_is_threaded(
     gateway = await make_gateway()
     await gateway.pipeline.ingest(make_mail(message_id="root@klant.example"), "test")
     outcome = await gateway.pipeline.ingest(
-        make_mail(sender="kees@klant.example", subject="Re: Storing",
-                  references="<root@klant.example>"),
+        make_mail(
+            sender="kees@klant.example", subject="Re: Storing", references="<root@klant.example>"
+        ),
         "test",
-    )  # fmt: skip
+    )
     assert (outcome.kind, outcome.reference) == ("article", "VTM-2026-000001")
 
 
@@ -189,8 +192,12 @@ async def test_processing_error_rolls_back_and_quarantines(
     assert outcome.kind == "quarantined"
     assert outcome.reason is not None and outcome.reason.startswith("process")
     assert (await counts(gateway)) == {
-        "tickets": 0, "articles": 0, "inbound": 0, "outbox": 0, "quarantine": 1,
-    }  # fmt: skip
+        "tickets": 0,
+        "articles": 0,
+        "inbound": 0,
+        "outbox": 0,
+        "quarantine": 1,
+    }
 
 
 async def test_auto_reply_is_recorded_and_never_answered(make_gateway: GatewayFactory) -> None:
@@ -270,8 +277,15 @@ async def test_agent_reply_reaches_requester_and_participants_threaded(
     )
     async with gateway.sessions() as session, session.begin():
         ticket = await get_ticket(session, "VTM-2026-000001")
-        await agent_reply(session, gateway.desk, ticket, agent="eva@vtm.example",
-                          body="Welke poort?", now=clock(), status=Status.AWAITING_CUSTOMER)  # fmt: skip
+        await agent_reply(
+            session,
+            gateway.desk,
+            ticket,
+            agent="eva@vtm.example",
+            body="Welke poort?",
+            now=clock(),
+            status=Status.AWAITING_CUSTOMER,
+        )
     await gateway.relay.send_due()
     received = await sink.wait_for(3)
     replies = [r for r in received if "meer informatie" in str(r.message["Subject"])]
@@ -291,8 +305,14 @@ async def test_references_stay_unique_when_tickets_open_concurrently(
 
     async def open_one(i: int) -> str:
         async with gateway.sessions() as session, session.begin():
-            ticket = await open_ticket(session, gateway.desk, subject=f"t{i}",
-                                       requester=f"c{i}@klant.example", team="noc", now=clock())  # fmt: skip
+            ticket = await open_ticket(
+                session,
+                gateway.desk,
+                subject=f"t{i}",
+                requester=f"c{i}@klant.example",
+                team="noc",
+                now=clock(),
+            )
             return ticket.reference
 
     refs = await asyncio.gather(*(open_one(i) for i in range(20)))

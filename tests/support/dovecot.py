@@ -101,6 +101,7 @@ log_path = {d}/dovecot.log
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 passdb {{
   driver = static

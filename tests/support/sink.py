@@ -58,11 +58,11 @@ class SmtpSink:
             self._server.close()
             await self._server.wait_closed()
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
-        """Wait until at least `count` messages arrived; fail after `timeout` seconds."""
+    async def wait_for(self, count: int, within: float = 10.0) -> list[Received]:
+        """Wait until at least `count` messages arrived; fail after `within` seconds."""
         async with self._arrived:
             await asyncio.wait_for(
-                self._arrived.wait_for(lambda: len(self.messages) >= count), timeout
+                self._arrived.wait_for(lambda: len(self.messages) >= count), within
             )
         return list(self.messages)
 
