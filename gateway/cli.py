@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -118,7 +119,7 @@ def _parse_when(value: str | None) -> datetime | None:
     return when if when.tzinfo else when.astimezone()
 
 
-def _choice(enum: type[Status] | type[Category] | type[Impact] | type[Urgency]) -> click.Choice[str]:
+def _choice(enum: type[StrEnum]) -> click.Choice[str]:
     return click.Choice([member.value for member in enum])
 
 
