@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 
 from gateway import __version__
 from gateway.app import (
@@ -462,7 +463,9 @@ def quarantine_show(ctx: click.Context, entry_id: int, as_json: bool, raw: bool)
 
     async def work(gateway: Gateway) -> tuple[dict[str, Any], bytes]:
         async with gateway.sessions() as session:
-            row = await session.get(QuarantinedMessage, entry_id)
+            row = await session.get(
+                QuarantinedMessage, entry_id, options=[undefer(QuarantinedMessage.raw)]
+            )
             if row is None:
                 raise TicketError(f"no quarantine entry {entry_id}")
             return quarantine_view(row, full=True), row.raw
@@ -500,7 +503,7 @@ def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
         if state:
             query = query.where(OutboxMessage.state == state)
         async with gateway.sessions() as session:
-            return [outbox_view(row, ref) for row, ref in (await session.execute(query)).tuples()]
+            return [outbox_view(row, ref) for row, ref in (await session.execute(query)).all()]
 
     rows = _with_gateway(ctx, work)
     if as_json:

@@ -808,4 +808,4 @@ async def notify_team(
 
 async def ticket_counts(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Ticket.status, func.count()).group_by(Ticket.status))
-    return {status: count for status, count in rows.tuples()}
+    return {status: count for status, count in rows.all()}
