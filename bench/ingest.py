@@ -1,0 +1,287 @@
+"""Ingest + notify throughput of `ticket-gateway run --once`, next to the raw IMAP ceiling.
+
+For each database (SQLite, PostgreSQL) it:
+  1. seeds K tickets (untimed), then loads N generated mails into a private Dovecot;
+  2. times ONE `ticket-gateway run --once` process (interpreter start-up included) that
+     takes all N in and delivers every notification over SMTP to a sink process;
+  3. times `run --once` on an empty mailbox (the fixed cost) for a net rate;
+  4. checks the result: tickets created, follow-ups on the seed tickets, notifications
+     received by the sink (unique Message-IDs), nothing left unread;
+  5. measures the ceiling on the same mailbox: a bare aioimaplib loop doing the same
+     bounded UID FETCHes and email parsing, no database.
+Figures are printed (and appended as JSON lines to --out), never asserted.
+
+Run from the project root:  .venv/bin/python bench/ingest.py --n 1000 [--db sqlite,postgresql]
+Needs root (for the private Dovecot) and, for PostgreSQL, TEST_DATABASE_URL's server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from email.policy import default
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aioimaplib
+import asyncpg
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from bench.mailgen import batch_mails, seed_mails
+from gateway.intake.imap import parse_fetch, uid_ranges, uid_set
+from gateway.store.db import create_engine
+from gateway.store.models import Article, InboundMessage, QuarantinedMessage, Ticket
+from tests.support.dovecot import Dovecot, ImapAccount, free_port
+from tests.support.settings import imap_mailbox, settings_dict, to_toml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def cpu_calibration() -> float:
+    """Seconds for a fixed pure-Python loop: compare figures only next to this."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(3_000_000):
+        total += i & 7
+    return round(time.perf_counter() - start, 3)
+
+
+def run_gateway(workdir: Path, *args: str) -> tuple[float, float, str]:
+    """Run the CLI once; (wall seconds, the child's peak RSS in MiB, stdout)."""
+    out_path, err_path = workdir / "cli.out", workdir / "cli.err"
+    start = time.perf_counter()
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", "config.toml", *args],
+            cwd=workdir,
+            stdout=out,
+            stderr=err,
+        )
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"ticket-gateway {' '.join(args)} failed ({proc.returncode}):\n{err_path.read_text()}"
+        )
+    return wall, usage.ru_maxrss / 1024, out_path.read_text()
+
+
+async def raw_ceiling(account: ImapAccount, batch: int) -> tuple[float, float]:
+    """Bare aioimaplib: same bounded UID FETCHes + email parsing; (seconds, fetch share)."""
+    start = time.perf_counter()
+    client = aioimaplib.IMAP4(host=account.host, port=account.port, timeout=120)
+    await client.wait_hello_from_server()
+    await client.login(account.username, account.password)
+    await client.select("INBOX")
+    response = await client.uid_search("UID 1:*")
+    uids = sorted(int(t) for t in response.lines[0].split())
+    fetch_s = 0.0
+    parsed = 0
+    for chunk in uid_ranges(uids, batch):
+        t0 = time.perf_counter()
+        fetched = await client.uid("fetch", uid_set(chunk), "(UID BODY.PEEK[])")
+        fetch_s += time.perf_counter() - t0
+        for _uid, raw in parse_fetch(fetched.lines):
+            email.message_from_bytes(raw, policy=default)
+            parsed += 1
+    await client.logout()
+    assert parsed == len(uids), (parsed, len(uids))
+    total = time.perf_counter() - start
+    return total, fetch_s / total
+
+
+async def db_counts(url: str, seeds: int) -> dict[str, int]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+
+            async def scalar(stmt: Any) -> int:
+                return int((await conn.execute(stmt)).scalar_one())
+
+            return {
+                "tickets": await scalar(select(func.count()).select_from(Ticket)),
+                "inbound": await scalar(select(func.count()).select_from(InboundMessage)),
+                "quarantine": await scalar(select(func.count()).select_from(QuarantinedMessage)),
+                "seed_articles": await scalar(
+                    select(func.count()).select_from(Article).where(Article.ticket_id <= seeds)
+                ),
+            }
+    finally:
+        await engine.dispose()
+
+
+def pg_database(base: str, name: str, *, drop: bool = False) -> str:
+    dsn = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def admin() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if not drop:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(admin())
+    return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+
+def sink_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def measure(
+    backend: str, args: argparse.Namespace, dovecot: Dovecot, scratch: Path
+) -> dict[str, Any]:
+    workdir = scratch / backend
+    workdir.mkdir()
+    pg_name = f"tg_bench_{uuid.uuid4().hex[:8]}"
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
+    else:
+        url = pg_database(os.environ.get("TEST_DATABASE_URL", DEFAULT_PG), pg_name)
+    account = dovecot.new_account()
+    sink_port = free_port()
+    sink_log = workdir / "sink.log"
+    sink = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "smtp_sink.py"), str(sink_port), str(sink_log)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        config = settings_dict(
+            url,
+            sink_port=sink_port,
+            mailboxes=[imap_mailbox(account, fetch_batch=args.fetch_batch)],
+        )
+        config["outbound"]["batch_size"] = 500
+        # No team notices: every measured mail then causes exactly one notification.
+        config["teams"] = [{**team, "notify": []} for team in config["teams"]]
+        (workdir / "config.toml").write_text(to_toml(config))
+        run_gateway(workdir, "migrate")
+
+        seeds = seed_mails(args.seeds)
+        account.append(*(m.raw for m in seeds))
+        run_gateway(workdir, "run", "--once")
+        year = datetime.now(UTC).year
+        batch = batch_mails(args.n, seeds, year)
+        fixed = statistics.median(run_gateway(workdir, "run", "--once")[0] for _ in range(3))
+
+        t0 = time.perf_counter()
+        for start in range(0, len(batch), 200):
+            account.append(*(m.raw for m in batch[start : start + 200]))
+        append_s = time.perf_counter() - t0
+
+        calib = cpu_calibration()
+        wall, rss, out = run_gateway(workdir, "run", "--once")
+        counts = asyncio.run(db_counts(url, args.seeds))
+        lines = sink_lines(sink_log)
+        ceilings = [asyncio.run(raw_ceiling(account, args.fetch_batch)) for _ in range(3)]
+        ceiling_s = statistics.median(c[0] for c in ceilings)
+    finally:
+        sink.terminate()
+        sink.wait()
+        if backend == "postgresql":
+            pg_database(os.environ.get("TEST_DATABASE_URL", DEFAULT_PG), pg_name, drop=True)
+
+    new = sum(1 for m in batch if m.kind == "new")
+    replies = args.n - new
+    ids = [line.split("\t", 1)[0] for line in lines]
+    unread = [u for u, flags in account.flags().items() if "\\Seen" not in flags]
+    net = wall - fixed
+    return {
+        "bench": "ingest",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "backend": backend,
+        "n": args.n,
+        "seeds": args.seeds,
+        "fetch_batch": args.fetch_batch,
+        "wall_s": round(wall, 3),
+        "fixed_s": round(fixed, 3),
+        "net_s": round(net, 3),
+        "gross_msgs_per_s": round(args.n / wall, 1),
+        "net_msgs_per_s": round(args.n / net, 1),
+        "net_ms_per_msg": round(net / args.n * 1000, 2),
+        "peak_rss_mib": round(rss, 1),
+        "ceiling_s": round(ceiling_s, 3),
+        "ceiling_msgs_per_s": round(args.n / ceiling_s, 1),
+        "pct_of_ceiling_net": round(100 * ceiling_s / net, 1),
+        "ceiling_fetch_share": round(statistics.median(c[1] for c in ceilings), 2),
+        "append_s": round(append_s, 2),
+        "cpu_calib_s": calib,
+        "check": {
+            "tickets_created": counts["tickets"] - args.seeds,
+            "expected_new": new,
+            "seed_followups": counts["seed_articles"] - args.seeds,
+            "expected_replies": replies,
+            "notifications": len(lines) - args.seeds,
+            "unique_notification_ids": len(set(ids)),
+            "quarantined": counts["quarantine"],
+            "unread_left": len(unread),
+        },
+        "summary": out.strip(),
+        "python": platform.python_version(),
+        "cores": os.cpu_count(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=1000, help="measured messages (default 1000)")
+    parser.add_argument("--seeds", type=int, default=50, help="tickets created beforehand")
+    parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated backends")
+    parser.add_argument("--fetch-batch", type=int, default=100, help="UIDs per FETCH")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/ticket-gateway-bench.jsonl"))
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="tg-bench-"))
+    scratch.chmod(0o755)
+    dovecot = Dovecot(scratch / "dovecot")
+    dovecot.start()
+    try:
+        for backend in args.db.split(","):
+            result = measure(backend, args, dovecot, scratch)
+            with args.out.open("a") as handle:
+                handle.write(json.dumps(result) + "\n")
+            c = result["check"]
+            ok = (
+                c["tickets_created"] == c["expected_new"]
+                and c["seed_followups"] == c["expected_replies"]
+                and c["notifications"] == args.n == c["unique_notification_ids"] - args.seeds
+                and c["unread_left"] == 0
+                and c["quarantined"] == 0
+            )
+            print(
+                f"{backend:<10} N={args.n} wall {result['wall_s']}s (fixed {result['fixed_s']}s) "
+                f"gross {result['gross_msgs_per_s']}/s net {result['net_msgs_per_s']}/s "
+                f"({result['net_ms_per_msg']} ms/msg) peak RSS {result['peak_rss_mib']} MiB | "
+                f"ceiling {result['ceiling_msgs_per_s']}/s -> {result['pct_of_ceiling_net']}% | "
+                f"calib {result['cpu_calib_s']}s | check {'OK' if ok else 'MISMATCH'} {c}"
+            )
+    finally:
+        dovecot.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

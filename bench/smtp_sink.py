@@ -1,0 +1,47 @@
+"""SMTP sink for the benchmarks: accepts everything, logs one line per message.
+
+Usage: python bench/smtp_sink.py PORT LOGFILE   (stops on SIGTERM/SIGINT)
+Each line of LOGFILE: <Message-ID>\t<recipients>\t<subject>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from email.parser import BytesHeaderParser
+from email.policy import default
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+class Sink:
+    def __init__(self, log: Any) -> None:
+        self._log = log
+        self._parser = BytesHeaderParser(policy=default)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        headers = self._parser.parsebytes(envelope.original_content or b"")
+        line = f"{headers['Message-ID']}\t{','.join(envelope.rcpt_tos)}\t{headers['Subject']}\n"
+        self._log.write(line)
+        self._log.flush()
+        return "250 OK"
+
+
+async def main(port: int, path: str) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    with open(path, "a", encoding="utf-8") as log:
+        sink = Sink(log)
+        server = await loop.create_server(lambda: SMTP(sink, ident="bench-sink"), "127.0.0.1", port)
+        print("ready", flush=True)
+        await stop.wait()
+        server.close()
+        await server.wait_closed()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
