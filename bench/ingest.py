@@ -62,13 +62,16 @@ def cpu_calibration() -> float:
     return round(time.perf_counter() - start, 3)
 
 
-def run_gateway(workdir: Path, *args: str) -> tuple[float, float, str]:
+def run_gateway(workdir: Path, *args: str, profile: Path | None = None) -> tuple[float, float, str]:
     """Run the CLI once; (wall seconds, the child's peak RSS in MiB, stdout)."""
     out_path, err_path = workdir / "cli.out", workdir / "cli.err"
+    python = [sys.executable]
+    if profile is not None:
+        python += ["-m", "pyinstrument", "-r", "text", "-o", str(profile)]
     start = time.perf_counter()
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--config", "config.toml", *args],
+            [*python, "-m", "gateway", "--config", "config.toml", *args],
             cwd=workdir,
             stdout=out,
             stderr=err,
@@ -191,7 +194,8 @@ def measure(
         append_s = time.perf_counter() - t0
 
         calib = cpu_calibration()
-        wall, rss, out = run_gateway(workdir, "run", "--once")
+        profile = args.profile.with_suffix(f".{backend}.txt") if args.profile else None
+        wall, rss, out = run_gateway(workdir, "run", "--once", profile=profile)
         counts = asyncio.run(db_counts(url, args.seeds))
         lines = sink_lines(sink_log)
         ceilings = [asyncio.run(raw_ceiling(account, args.fetch_batch)) for _ in range(3)]
@@ -251,6 +255,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=50, help="tickets created beforehand")
     parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated backends")
     parser.add_argument("--fetch-batch", type=int, default=100, help="UIDs per FETCH")
+    parser.add_argument(
+        "--profile", type=Path, help="profile the timed run (pyinstrument) to PATH.<db>.txt"
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/ticket-gateway-bench.jsonl"))
     args = parser.parse_args()
 

@@ -19,12 +19,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -55,7 +54,7 @@ class ConnectionFailure(TransientFailure):
 class Transport(Protocol):
     async def __aenter__(self) -> Transport: ...
     async def __aexit__(self, *exc: object) -> None: ...
-    async def send(self, message: EmailMessage, sender: str, recipient: str) -> None: ...
+    async def send(self, message: bytes, sender: str, recipient: str) -> None: ...
 
 
 def _is_permanent(code: int) -> bool:
@@ -104,7 +103,7 @@ class SmtpTransport:
                 self._client.close()
         self._client = None
 
-    async def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    async def send(self, message: bytes, sender: str, recipient: str) -> None:
         if self._client is None or not self._client.is_connected:
             try:
                 self._client = await self._connect()
@@ -112,7 +111,7 @@ class SmtpTransport:
                 self._client = None
                 raise ConnectionFailure(f"{type(exc).__name__}: {exc}") from exc
         try:
-            await self._client.send_message(message, sender=sender, recipients=[recipient])
+            await self._client.sendmail(sender, [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -151,10 +150,10 @@ class MaildirTransport:
             os.fsync(handle.fileno())
         os.rename(tmp, self._root / "new" / name)
 
-    async def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    async def send(self, message: bytes, sender: str, recipient: str) -> None:
         envelope = f"Return-Path: <{sender}>\r\nX-Original-To: {recipient}\r\n".encode()
         try:
-            await asyncio.to_thread(self._deliver, envelope + message.as_bytes())
+            await asyncio.to_thread(self._deliver, envelope + message)
         except OSError as exc:
             raise TransientFailure(f"maildir: {exc}") from exc
 
@@ -211,7 +210,7 @@ class Relay:
                 row.next_attempt_at = now + LEASE
         return rows
 
-    def _message(self, row: OutboxMessage) -> EmailMessage:
+    def _message(self, row: OutboxMessage) -> bytes:
         desk = self._settings.desk
         return build_message(
             OutgoingMail(
@@ -232,29 +231,34 @@ class Relay:
         )
 
     async def _finish(self, row: OutboxMessage, error: Exception | None) -> str:
+        """Record the result of one attempt; one short transaction per notification."""
         now = self._clock()
         deadline = row.created_at + timedelta(hours=self._settings.outbound.retry_hours)
+        values: dict[str, Any]
+        if error is None:
+            values = {"state": "sent", "sent_at": now, "last_error": None}
+        elif isinstance(error, PermanentFailure) or now >= deadline:
+            values = {"state": "failed", "last_error": str(error)}
+        else:
+            values = {
+                "state": "pending",
+                "last_error": str(error),
+                "next_attempt_at": now + backoff(row.attempts),
+            }
         async with self._sessions() as session, session.begin():
-            current = await session.get(OutboxMessage, row.id)
-            assert current is not None
-            if error is None:
-                current.state, current.sent_at, current.last_error = "sent", now, None
-            elif isinstance(error, PermanentFailure) or now >= deadline:
-                current.state, current.last_error = "failed", str(error)
-            else:
-                current.state, current.last_error = "pending", str(error)
-                current.next_attempt_at = now + backoff(current.attempts)
-            state = current.state
+            await session.execute(
+                update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values)
+            )
         if error is not None:
             log.warning(
                 "outbox id=%s to=%s message_id=%s state=%s error=%s",
                 row.id,
                 row.recipient,
                 row.message_id,
-                state,
+                values["state"],
                 error,
             )
-        return state
+        return str(values["state"])
 
     async def send_due(self) -> RelayStats:
         """Send every notification that is due now, batch by batch."""

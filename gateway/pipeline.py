@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -68,20 +69,25 @@ def _is_temporary(exc: BaseException) -> bool:
 
 
 async def advance_cursor(session: AsyncSession, cursor: CursorAdvance, now: datetime) -> None:
-    row = await session.get(MailboxCursor, cursor.mailbox)
-    if row is None:
-        session.add(
-            MailboxCursor(
-                mailbox=cursor.mailbox,
-                uidvalidity=cursor.uidvalidity,
-                last_uid=cursor.uid,
-                updated_at=now,
-            )
-        )
-    elif row.uidvalidity != cursor.uidvalidity or cursor.uid > row.last_uid:
-        row.uidvalidity = cursor.uidvalidity
-        row.last_uid = cursor.uid
-        row.updated_at = now
+    """Move the mailbox cursor forward (or reset it with a new UIDVALIDITY): one statement."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(MailboxCursor).values(
+        mailbox=cursor.mailbox, uidvalidity=cursor.uidvalidity, last_uid=cursor.uid, updated_at=now
+    )
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["mailbox"],
+        set_={
+            "uidvalidity": excluded.uidvalidity,
+            "last_uid": case(
+                (MailboxCursor.uidvalidity != excluded.uidvalidity, excluded.last_uid),
+                (excluded.last_uid > MailboxCursor.last_uid, excluded.last_uid),
+                else_=MailboxCursor.last_uid,
+            ),
+            "updated_at": excluded.updated_at,
+        },
+    )
+    await session.execute(stmt)
 
 
 class Pipeline:

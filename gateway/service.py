@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Settings, TeamSettings
+from gateway.domain.access import may_write
 from gateway.domain.model import Category, Impact, Status, Urgency, status_label
 from gateway.domain.priority import PRIORITIES, priority_for
 from gateway.domain.reference import (
@@ -41,36 +42,6 @@ from gateway.store.models import (
 
 SYSTEM = "system"
 MAX_REFERENCES = 10
-
-# Addresses at these domains belong to private persons, not to one organisation, so a
-# shared domain says nothing about who may write to a ticket.
-PUBLIC_MAIL_DOMAINS = frozenset(
-    {
-        "gmail.com",
-        "googlemail.com",
-        "hotmail.com",
-        "hotmail.nl",
-        "outlook.com",
-        "outlook.nl",
-        "live.com",
-        "live.nl",
-        "msn.com",
-        "yahoo.com",
-        "icloud.com",
-        "me.com",
-        "kpnmail.nl",
-        "ziggo.nl",
-        "home.nl",
-        "planet.nl",
-        "hetnet.nl",
-        "xs4all.nl",
-        "telfort.nl",
-        "casema.nl",
-        "chello.nl",
-        "proton.me",
-        "protonmail.com",
-    }
-)
 
 
 class TicketError(Exception):
@@ -100,12 +71,17 @@ class Desk:
 # ---------------------------------------------------------------- references and lookups
 
 
+def _insert(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
+
+
 async def next_reference(session: AsyncSession, prefix: str, year: int) -> str:
     """The next free reference for a year; one atomic statement, safe under concurrency."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = (
-        insert(ReferenceCounter)
+        _insert(session)(ReferenceCounter)
         .values(prefix=prefix, year=year, last=1)
         .on_conflict_do_update(
             index_elements=["prefix", "year"], set_={"last": ReferenceCounter.last + 1}
@@ -133,14 +109,23 @@ async def participants_of(session: AsyncSession, ticket: Ticket) -> list[str]:
     return list(rows)
 
 
-async def add_participants(
-    session: AsyncSession, ticket: Ticket, addresses: Iterable[str], exclude: set[str]
-) -> None:
-    known = set(await participants_of(session, ticket)) | {ticket.requester} | exclude
+def add_participants(
+    session: AsyncSession,
+    ticket: Ticket,
+    addresses: Iterable[str],
+    *,
+    known: list[str],
+    exclude: set[str],
+) -> list[str]:
+    """Add new addresses as participants; returns the participants after adding."""
+    participants = list(known)
+    skip = set(known) | {ticket.requester} | exclude
     for address in addresses:
-        if address not in known:
+        if address not in skip:
             session.add(Participant(ticket_id=ticket.id, address=address))
-            known.add(address)
+            participants.append(address)
+            skip.add(address)
+    return participants
 
 
 async def ticket_for_thread(session: AsyncSession, message_ids: Iterable[str]) -> Ticket | None:
@@ -156,20 +141,6 @@ async def ticket_for_thread(session: AsyncSession, message_ids: Iterable[str]) -
             select(Article.ticket_id).where(Article.message_id.in_(ids)).limit(1)
         )
     return None if ticket_id is None else await session.get(Ticket, ticket_id)
-
-
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2]
-
-
-async def may_write(session: AsyncSession, ticket: Ticket, sender: str) -> bool:
-    """Whether `sender` may add to `ticket`: requester, participant or same organisation."""
-    if sender == ticket.requester:
-        return True
-    if sender in await participants_of(session, ticket):
-        return True
-    domain = domain_of(sender)
-    return domain == domain_of(ticket.requester) and domain not in PUBLIC_MAIL_DOMAINS
 
 
 # ---------------------------------------------------------------- history and articles
@@ -287,8 +258,8 @@ async def notify(
     language: str | None = None,
     auto_submitted: str = "auto-replied",
     **context: Any,
-) -> list[OutboxMessage]:
-    """Write one outbox row per recipient; the same event from the same source once only."""
+) -> list[str]:
+    """Write one outbox row per recipient; returns the new rows' Message-IDs."""
     language = language or ticket.language
     team = desk.settings.team(ticket.team)
     rendered = desk.renderer.render(
@@ -296,39 +267,47 @@ async def notify(
     )
     references = (*thread.references, *([thread.in_reply_to] if thread.in_reply_to else ()))
     references = tuple(dict.fromkeys(references))[-MAX_REFERENCES:]
-    rows = []
-    for recipient in dict.fromkeys(recipients):
-        if recipient in desk.settings.desk_addresses:
-            continue  # never mail the desk itself
-        key = _dedupe_key(ticket.id, event, source, recipient)
-        if await session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)):
-            continue
-        row = OutboxMessage(
-            ticket_id=ticket.id,
-            event=event,
-            dedupe_key=key,
-            recipient=recipient,
-            reply_to=team.address,
-            subject=rendered.subject,
-            body_text=rendered.text,
-            body_html=rendered.html,
-            message_id=new_message_id(desk.domain, ticket.reference),
-            in_reply_to=thread.in_reply_to,
-            references=" ".join(references) or None,
-            auto_submitted=auto_submitted,
-            state="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        session.add(row)
-        rows.append(row)
-    return rows
+    rows = [
+        {
+            "ticket_id": ticket.id,
+            "event": event,
+            "dedupe_key": _dedupe_key(ticket.id, event, source, recipient),
+            "recipient": recipient,
+            "reply_to": team.address,
+            "subject": rendered.subject,
+            "body_text": rendered.text,
+            "body_html": rendered.html,
+            "message_id": new_message_id(desk.domain, ticket.reference),
+            "in_reply_to": thread.in_reply_to,
+            "references": " ".join(references) or None,
+            "auto_submitted": auto_submitted,
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for recipient in dict.fromkeys(recipients)
+        if recipient not in desk.settings.desk_addresses  # never mail the desk itself
+    ]
+    if not rows:
+        return []
+    # The same event from the same source is written once, however often it is decided.
+    stmt = (
+        _insert(session)(OutboxMessage)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(OutboxMessage.message_id)
+    )
+    return list((await session.scalars(stmt)).all())
 
 
-async def customer_side(session: AsyncSession, ticket: Ticket) -> list[str]:
+async def customer_side(
+    session: AsyncSession, ticket: Ticket, participants: list[str] | None = None
+) -> list[str]:
     """The requester and the participants: everyone a public answer goes to."""
-    return [ticket.requester, *await participants_of(session, ticket)]
+    if participants is None:
+        participants = await participants_of(session, ticket)
+    return [ticket.requester, *participants]
 
 
 def team_of(desk: Desk, ticket: Ticket) -> TeamSettings:
@@ -462,7 +441,7 @@ async def agent_reply(
         scheduled_for=scheduled_text,
     )
     if rows:
-        article.message_id = rows[0].message_id
+        article.message_id = rows[0]
     return article
 
 
@@ -632,10 +611,13 @@ async def receive_customer_mail(
     ticket = await match_ticket(session, desk, mail)
     linked: Ticket | None = None
     effect: ReplyEffect | None = None
-    if ticket is not None and not await may_write(session, ticket, mail.sender):
-        # A reference is not a key: a stranger's mail becomes a ticket of its own, linked
-        # for the agents, and the stranger learns nothing about the referenced ticket.
-        linked, ticket = ticket, None
+    participants: list[str] = []
+    if ticket is not None:
+        participants = await participants_of(session, ticket)
+        if not may_write(mail.sender, ticket.requester, participants):
+            # A reference is not a key: a stranger's mail becomes a ticket of its own,
+            # linked for the agents; the stranger learns nothing about the other ticket.
+            linked, ticket = ticket, None
     if ticket is not None:
         outcome = customer_reply_outcome(
             Status(ticket.status),
@@ -659,7 +641,7 @@ async def receive_customer_mail(
             now=now,
             linked_to=linked,
         )
-        await add_participants(session, ticket, others, exclude)
+        add_participants(session, ticket, others, known=[], exclude=exclude)
         article = add_article(
             session,
             ticket,
@@ -687,7 +669,7 @@ async def receive_customer_mail(
         return Received(ticket=ticket, created=True, effect=None, article=article)
 
     assert effect is not None
-    await add_participants(session, ticket, others, exclude)
+    participants = add_participants(session, ticket, others, known=participants, exclude=exclude)
     article = add_article(
         session,
         ticket,
@@ -722,7 +704,7 @@ async def receive_customer_mail(
             desk,
             ticket,
             "closed",
-            await customer_side(session, ticket),
+            await customer_side(session, ticket, participants),
             source=source,
             now=now,
             thread=thread,
