@@ -48,6 +48,7 @@ class Gateway:
     async def close(self) -> None:
         for mailbox in self.mailboxes:
             await mailbox.close()
+        await self.relay.close()
         await self.engine.dispose()
 
 
@@ -98,9 +99,16 @@ class BurstSummary:
 
 
 async def run_once(gateway: Gateway) -> BurstSummary:
-    """Burst mode: take in what waits in every mailbox, send every due notification."""
+    """Burst mode: take in what waits in every mailbox, send every due notification.
+
+    The relay sends while the mailboxes are still being read (as in the daemon); when
+    they are done, one last pass sends whatever is due.
+    """
     summary = BurstSummary()
-    for mailbox in gateway.mailboxes:
+    done = asyncio.Event()
+    relay = asyncio.create_task(_relay_loop(gateway, done))
+
+    async def drain(mailbox: ImapMailbox) -> None:
         try:
             summary.messages += await mailbox.drain()
         except (ImapError, TemporaryFailure, OSError, TimeoutError) as exc:
@@ -108,8 +116,17 @@ async def run_once(gateway: Gateway) -> BurstSummary:
             summary.errors.append(f"mailbox {mailbox.settings.name}: {exc}")
         finally:
             await mailbox.close()
-    stats = await gateway.relay.send_due()
-    summary.sent, summary.failed, summary.retrying = stats.sent, stats.failed, stats.retried
+
+    try:
+        await asyncio.gather(*(drain(m) for m in gateway.mailboxes))
+    finally:
+        done.set()
+        await relay
+    await gateway.relay.send_due()
+    await gateway.relay.close()
+    totals = gateway.relay.totals
+    summary.sent, summary.failed = totals.sent, totals.failed
+    summary.retrying = await gateway.relay.pending_count()
     return summary
 
 
@@ -138,6 +155,7 @@ async def _relay_loop(gateway: Gateway, stop: asyncio.Event, clock: Clock = utc_
         )
         for task in pending:
             task.cancel()
+    await gateway.relay.close()
 
 
 def sd_notify(state: str) -> None:

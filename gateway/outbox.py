@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosmtplib
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -52,9 +52,10 @@ class ConnectionFailure(TransientFailure):
 
 
 class Transport(Protocol):
-    async def __aenter__(self) -> Transport: ...
-    async def __aexit__(self, *exc: object) -> None: ...
+    """Delivers one message; may keep a connection open between calls until close()."""
+
     async def send(self, message: bytes, sender: str, recipient: str) -> None: ...
+    async def close(self) -> None: ...
 
 
 def _is_permanent(code: int) -> bool:
@@ -92,10 +93,7 @@ class SmtpTransport:
             await client.login(s.username, s.secret())
         return client
 
-    async def __aenter__(self) -> SmtpTransport:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
+    async def close(self) -> None:
         if self._client is not None and self._client.is_connected:
             try:
                 await self._client.quit()
@@ -103,15 +101,28 @@ class SmtpTransport:
                 self._client.close()
         self._client = None
 
-    async def send(self, message: bytes, sender: str, recipient: str) -> None:
+    async def _connected(self) -> aiosmtplib.SMTP:
         if self._client is None or not self._client.is_connected:
             try:
                 self._client = await self._connect()
             except (*_CONNECT_ERRORS, aiosmtplib.SMTPException) as exc:
                 self._client = None
                 raise ConnectionFailure(f"{type(exc).__name__}: {exc}") from exc
+        return self._client
+
+    async def send(self, message: bytes, sender: str, recipient: str) -> None:
+        reused = self._client is not None and self._client.is_connected
+        client = await self._connected()
         try:
-            await self._client.sendmail(sender, [recipient], message)
+            try:
+                await client.sendmail(sender, [recipient], message)
+            except aiosmtplib.SMTPServerDisconnected:
+                if not reused:
+                    raise
+                # The server dropped an idle connection: reconnect once, right away.
+                self._client = None
+                client = await self._connected()
+                await client.sendmail(sender, [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -133,15 +144,12 @@ class MaildirTransport:
     def __init__(self, directory: str) -> None:
         self._root = Path(directory)
 
-    async def __aenter__(self) -> MaildirTransport:
-        for sub in ("tmp", "new", "cur"):
-            (self._root / sub).mkdir(parents=True, exist_ok=True)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
+    async def close(self) -> None:
         return None
 
     def _deliver(self, data: bytes) -> None:
+        for sub in ("tmp", "new", "cur"):
+            (self._root / sub).mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns()}.P{os.getpid()}.{socket.gethostname()}"
         tmp = self._root / "tmp" / name
         with open(tmp, "wb") as handle:
@@ -190,6 +198,7 @@ class Relay:
         self._settings = settings
         self._transport = transport or make_transport(settings.outbound)
         self._clock = clock
+        self.totals = RelayStats()  # everything this relay did since it was built
 
     async def _claim(self) -> list[OutboxMessage]:
         now = self._clock()
@@ -270,28 +279,37 @@ class Relay:
         return stats
 
     async def _send_batch(self, rows: Sequence[OutboxMessage], stats: RelayStats) -> None:
-        async with self._transport as transport:
-            unreachable: ConnectionFailure | None = None
-            for row in rows:
-                error: Exception | None = unreachable
-                if error is None:
-                    try:
-                        message = self._message(row)
-                        await transport.send(message, self._settings.desk.sender, row.recipient)
-                    except ConnectionFailure as exc:
-                        error = unreachable = exc
-                    except (PermanentFailure, TransientFailure) as exc:
-                        error = exc
-                state = await self._finish(row, error)
-                if state == "sent":
-                    stats.sent += 1
-                    log.info(
-                        "sent outbox id=%s to=%s subject=%r", row.id, row.recipient, row.subject
-                    )
-                elif state == "failed":
-                    stats.failed += 1
-                else:
-                    stats.retried += 1
+        unreachable: ConnectionFailure | None = None
+        for row in rows:
+            error: Exception | None = unreachable
+            if error is None:
+                try:
+                    message = self._message(row)
+                    await self._transport.send(message, self._settings.desk.sender, row.recipient)
+                except ConnectionFailure as exc:
+                    error = unreachable = exc
+                except (PermanentFailure, TransientFailure) as exc:
+                    error = exc
+            state = await self._finish(row, error)
+            for counter in (stats, self.totals):
+                counter.sent += state == "sent"
+                counter.failed += state == "failed"
+                counter.retried += state == "pending"
+            if state == "sent":
+                log.info("sent outbox id=%s to=%s subject=%r", row.id, row.recipient, row.subject)
+
+    async def close(self) -> None:
+        """Close the outbound connection, if one is open."""
+        await self._transport.close()
+
+    async def pending_count(self) -> int:
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(or_(OutboxMessage.state == "pending", OutboxMessage.state == "sending"))
+            )
+        return int(count or 0)
 
     async def next_due(self) -> datetime | None:
         """When the next pending notification is due, if any (for the relay's sleep)."""
