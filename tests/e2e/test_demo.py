@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
@@ -25,6 +26,8 @@ from tests.support.mails import make_mail
 from tests.support.settings import imap_mailbox, settings_dict, to_toml
 
 GATEWAY = [sys.executable, "-m", "gateway"]
+# These tests run the real daemon on the real clock: references carry this year.
+FIRST = f"VTM-{datetime.now(UTC).year}-000001"
 
 
 def gateway_cli(
@@ -98,14 +101,14 @@ def test_demo_mail_to_listener_becomes_ticket_and_notification_file(
     (notice,) = list(sent.iterdir())
     text = notice.read_text()
     mail = message_from_bytes(notice.read_bytes(), policy=default)
-    assert mail["Subject"].startswith("[VTM-2026-000001] ")
+    assert mail["Subject"].startswith(f"[{FIRST}] ")
     assert mail["To"] == "jan@klant.example"
 
     listing = gateway_cli(workdir, "tickets", "--json")
     assert listing.returncode == 0, listing.stderr
     (ticket,) = json.loads(listing.stdout)
     assert (ticket["team"], ticket["subject"]) == ("iot", "Simkaart M2M werkt niet")
-    assert ticket["reference"] == "VTM-2026-000001"
+    assert ticket["reference"] == FIRST
     assert "0174 22 66 92" in text  # the IoT desk's phone number
 
     process.send_signal(signal.SIGTERM)
@@ -170,3 +173,36 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
     assert len(result.output.splitlines()) > 3
+
+
+def test_daemon_polls_the_mailbox_and_mails_while_running(
+    tmp_path: Path, db_url: str, imap_account: ImapAccount
+) -> None:
+    mailbox = imap_mailbox(imap_account, poll_seconds=0.2)
+    config = settings_dict(db_url, maildir=tmp_path / "sent", mailboxes=[mailbox])
+    (tmp_path / "config.toml").write_text(to_toml(config))
+    process = subprocess.Popen(
+        [*GATEWAY, "--config", "config.toml", "run"],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        imap_account.append(make_mail(subject="Eerste"))
+        sent = tmp_path / "sent" / "new"
+        wait_until(lambda: sent.is_dir() and len(list(sent.iterdir())) == 1, "the first notice")
+        imap_account.append(make_mail(subject=f"Re: [{FIRST}] Eerste", body="Aanvulling"))
+        wait_until(lambda: len(list(sent.iterdir())) == 2, "the second notice")
+        assert imap_account.flags() == {1: "\\Seen", 2: "\\Seen"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    subjects = sorted(
+        message_from_bytes(p.read_bytes(), policy=default)["Subject"] for p in sent.iterdir()
+    )
+    assert subjects == [
+        f"[{FIRST}] Uw aanvulling is ontvangen: Eerste",
+        f"[{FIRST}] Uw melding is ontvangen: Eerste",
+    ]

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from gateway.app import build
 from gateway.cli import main
 from tests.support.mails import make_mail
-from tests.support.settings import make_settings, settings_dict, to_toml
+from tests.support.settings import Clock, make_settings, settings_dict, to_toml
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def cli_json(config: Path, *args: str) -> Any:
 
 def ingest(db_url: str, tmp_path: Path, *mails: bytes) -> None:
     async def run() -> None:
-        gateway = build(make_settings(db_url, maildir=tmp_path / "sent"))
+        gateway = build(make_settings(db_url, maildir=tmp_path / "sent"), clock=Clock())
         try:
             for raw in mails:
                 await gateway.pipeline.ingest(raw, "test")
