@@ -332,13 +332,71 @@ async def agent_thread(session: AsyncSession, ticket: Ticket) -> Thread:
 # ---------------------------------------------------------------- changes by agents
 
 
-def _apply_status(ticket: Ticket, new: Status, now: datetime) -> None:
+def _set_status(
+    session: AsyncSession,
+    ticket: Ticket,
+    new: Status,
+    *,
+    by: str,
+    now: datetime,
+    reason: str | None = None,
+) -> HistoryEntry:
+    """Change the status, keep closed_at right and record who did it."""
+    old = ticket.status
     ticket.status = new.value
     ticket.updated_at = now
     if new is Status.CLOSED:
         ticket.closed_at = now
     elif ticket.closed_at is not None:
         ticket.closed_at = None
+    return record(session, ticket, "status", old, new.value, by=by, now=now, reason=reason)
+
+
+def _agent_status(
+    session: AsyncSession,
+    ticket: Ticket,
+    new: Status,
+    *,
+    by: str,
+    now: datetime,
+    reason: str | None = None,
+    scheduled_for: datetime | None = None,
+) -> HistoryEntry | None:
+    """An agent's status change (None when nothing changes); scheduled needs a date."""
+    if new is Status.SCHEDULED:
+        if scheduled_for is None:
+            raise TicketError("status scheduled needs a date (--scheduled-for)")
+        ticket.scheduled_for = scheduled_for
+    elif new is Status(ticket.status):
+        return None
+    return _set_status(session, ticket, new, by=by, now=now, reason=reason)
+
+
+async def _tell_customer(
+    session: AsyncSession,
+    desk: Desk,
+    ticket: Ticket,
+    template: str,
+    *,
+    source: str,
+    now: datetime,
+    body: str,
+) -> list[str]:
+    """Mail the requester and participants about an agent's action, in the thread."""
+    when = ticket.scheduled_for if ticket.status == Status.SCHEDULED else None
+    return await notify(
+        session,
+        desk,
+        ticket,
+        template,
+        await customer_side(session, ticket),
+        source=source,
+        now=now,
+        thread=await agent_thread(session, ticket),
+        auto_submitted="auto-generated",
+        body=body,
+        scheduled_for=_local_time(when) if when else "",
+    )
 
 
 async def change_status(
@@ -354,30 +412,16 @@ async def change_status(
     scheduled_for: datetime | None = None,
 ) -> HistoryEntry | None:
     """An agent's status change; the customer is told where PROCESS.md says so."""
-    old = Status(ticket.status)
-    if new is Status.SCHEDULED:
-        if scheduled_for is None:
-            raise TicketError("status scheduled needs a date (--scheduled-for)")
-        ticket.scheduled_for = scheduled_for
-    if old is new and new is not Status.SCHEDULED:
+    entry = _agent_status(
+        session, ticket, new, by=by, now=now, reason=reason, scheduled_for=scheduled_for
+    )
+    if entry is None:
         return None
-    _apply_status(ticket, new, now)
-    entry = record(session, ticket, "status", old.value, new.value, by=by, now=now, reason=reason)
     await session.flush()
     template = status_notice(new)
     if template is not None:
-        await notify(
-            session,
-            desk,
-            ticket,
-            template,
-            await customer_side(session, ticket),
-            source=f"history:{entry.id}",
-            now=now,
-            thread=await agent_thread(session, ticket),
-            auto_submitted="auto-generated",
-            body=body,
-            scheduled_for=_local_time(scheduled_for) if scheduled_for else "",
+        await _tell_customer(
+            session, desk, ticket, template, source=f"history:{entry.id}", now=now, body=body
         )
     return entry
 
@@ -416,32 +460,15 @@ async def agent_reply(
     )
     await session.flush()
     template = "agent_reply"
-    scheduled_text = ""
-    if status is not None and (status is not Status(ticket.status) or status is Status.SCHEDULED):
-        old = Status(ticket.status)
-        if status is Status.SCHEDULED:
-            if scheduled_for is None:
-                raise TicketError("status scheduled needs a date (--scheduled-for)")
-            ticket.scheduled_for = scheduled_for
-            scheduled_text = _local_time(scheduled_for)
-        _apply_status(ticket, status, now)
-        record(session, ticket, "status", old.value, status.value, by=agent, now=now)
+    if status is not None and _agent_status(
+        session, ticket, status, by=agent, now=now, scheduled_for=scheduled_for
+    ):
         template = status_notice(status) or "agent_reply"
-    rows = await notify(
-        session,
-        desk,
-        ticket,
-        template,
-        await customer_side(session, ticket),
-        source=f"article:{article.id}",
-        now=now,
-        thread=await agent_thread(session, ticket),
-        auto_submitted="auto-generated",
-        body=body,
-        scheduled_for=scheduled_text,
+    message_ids = await _tell_customer(
+        session, desk, ticket, template, source=f"article:{article.id}", now=now, body=body
     )
-    if rows:
-        article.message_id = rows[0]
+    if message_ids:
+        article.message_id = message_ids[0]
     return article
 
 
@@ -642,19 +669,7 @@ async def receive_customer_mail(
             linked_to=linked,
         )
         add_participants(session, ticket, others, known=[], exclude=exclude)
-        article = add_article(
-            session,
-            ticket,
-            direction="in",
-            author=mail.sender,
-            kind="customer",
-            subject=subject,
-            body=mail.text,
-            now=now,
-            message_id=mail.message_id,
-            inbound_id=inbound_id,
-        )
-        await session.flush()
+        article = _customer_article(session, ticket, mail, inbound_id, now)
         await notify(
             session,
             desk,
@@ -670,73 +685,49 @@ async def receive_customer_mail(
 
     assert effect is not None
     participants = add_participants(session, ticket, others, known=participants, exclude=exclude)
-    article = add_article(
+    article = _customer_article(session, ticket, mail, inbound_id, now)
+    if outcome.new_status is not None and outcome.new_status is not Status(ticket.status):
+        _set_status(
+            session, ticket, outcome.new_status, by=mail.sender, now=now, reason=effect.value
+        )
+    source = f"inbound:{inbound_id}"
+    if effect is ReplyEffect.ACCEPTED:
+        event, recipients = "closed", await customer_side(session, ticket, participants)
+    elif effect is ReplyEffect.REOPENED:
+        event, recipients = "reopened", [mail.sender]
+    else:
+        event, recipients = "info_added", [mail.sender]
+    await notify(
+        session,
+        desk,
+        ticket,
+        event,
+        recipients,
+        source=source,
+        now=now,
+        thread=thread,
+        recipient_name="" if event == "closed" else mail.sender_name,
+        effect=effect.value,
+    )
+    await notify_team(session, desk, ticket, effect, mail, source=source, now=now)
+    return Received(ticket=ticket, created=False, effect=effect, article=article)
+
+
+def _customer_article(
+    session: AsyncSession, ticket: Ticket, mail: ParsedMail, inbound_id: int, now: datetime
+) -> Article:
+    return add_article(
         session,
         ticket,
         direction="in",
         author=mail.sender,
         kind="customer",
-        subject=subject,
+        subject=mail.subject,
         body=mail.text,
         now=now,
         message_id=mail.message_id,
         inbound_id=inbound_id,
     )
-    await session.flush()
-    old_status = Status(ticket.status)
-    new_status = outcome.new_status
-    if new_status is not None and new_status is not old_status:
-        _apply_status(ticket, new_status, now)
-        record(
-            session,
-            ticket,
-            "status",
-            old_status.value,
-            new_status.value,
-            by=mail.sender,
-            now=now,
-            reason=effect.value,
-        )
-    source = f"inbound:{inbound_id}"
-    if effect is ReplyEffect.ACCEPTED:
-        await notify(
-            session,
-            desk,
-            ticket,
-            "closed",
-            await customer_side(session, ticket, participants),
-            source=source,
-            now=now,
-            thread=thread,
-            effect=effect.value,
-        )
-    elif effect is ReplyEffect.REOPENED:
-        await notify(
-            session,
-            desk,
-            ticket,
-            "reopened",
-            [mail.sender],
-            source=source,
-            now=now,
-            thread=thread,
-            recipient_name=mail.sender_name,
-        )
-    else:
-        await notify(
-            session,
-            desk,
-            ticket,
-            "info_added",
-            [mail.sender],
-            source=source,
-            now=now,
-            thread=thread,
-            recipient_name=mail.sender_name,
-            effect=effect.value,
-        )
-    await notify_team(session, desk, ticket, effect, mail, source=source, now=now)
-    return Received(ticket=ticket, created=False, effect=effect, article=article)
 
 
 TEAM_NOTICES = {
