@@ -104,6 +104,22 @@ def _print_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def _print_rows(
+    rows: list[dict[str, Any]],
+    as_json: bool,
+    empty: str,
+    line: Callable[[dict[str, Any]], str],
+) -> None:
+    """A listing as JSON, or one line per row for people."""
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        click.echo(empty)
+    else:
+        for row in rows:
+            click.echo(line(row))
+
+
 def _agent(value: str | None) -> str:
     return (value or os.environ.get(AGENT_ENV) or getpass.getuser()).lower()
 
@@ -224,18 +240,15 @@ def tickets(
         async with gateway.sessions() as session:
             return [ticket_summary(t) for t in await session.scalars(query)]
 
-    rows = _with_gateway(ctx, work)
-    if as_json:
-        _print_json(rows)
-        return
-    if not rows:
-        click.echo("no tickets")
-        return
-    for row in rows:
-        click.echo(
+    _print_rows(
+        _with_gateway(ctx, work),
+        as_json,
+        "no tickets",
+        lambda row: (
             f"{row['reference']:<16} {row['status']:<20} P{row['priority'] or '-'}  "
             f"{row['team']:<10} {row['updated_at'][:16]}  {row['requester']:<30} {row['subject']}"
-        )
+        ),
+    )
 
 
 def _check_team(settings: Settings, team: str) -> None:
@@ -440,17 +453,15 @@ def quarantine_list(ctx: click.Context, as_json: bool, show_all: bool) -> None:
         async with gateway.sessions() as session:
             return [quarantine_view(q) for q in await session.scalars(query)]
 
-    rows = _with_gateway(ctx, work)
-    if as_json:
-        _print_json(rows)
-        return
-    if not rows:
-        click.echo("quarantine is empty")
-    for row in rows:
-        click.echo(
+    _print_rows(
+        _with_gateway(ctx, work),
+        as_json,
+        "quarantine is empty",
+        lambda row: (
             f"{row['id']:>6} {row['created_at'][:16]} {row['stage']:<8} {row['source']:<24} "
             f"{row['error']}"
-        )
+        ),
+    )
 
 
 @quarantine.command("show")
@@ -505,15 +516,13 @@ def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
         async with gateway.sessions() as session:
             return [outbox_view(row, ref) for row, ref in (await session.execute(query)).all()]
 
-    rows = _with_gateway(ctx, work)
-    if as_json:
-        _print_json(rows)
-        return
-    if not rows:
-        click.echo("outbox is empty")
-    for row in rows:
-        click.echo(
+    _print_rows(
+        _with_gateway(ctx, work),
+        as_json,
+        "outbox is empty",
+        lambda row: (
             f"{row['id']:>6} {row['state']:<8} {row['attempts']:>2} {row['ticket'] or '-':<16} "
             f"{row['to']:<30} {row['subject']}"
             + (f"  [{row['last_error']}]" if row["last_error"] else "")
-        )
+        ),
+    )
