@@ -53,13 +53,19 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
+# The same snippet as the peer's benchmark scripts, so figures can sit side by side.
+CALIB_CODE = """import time
+t = time.perf_counter(); s = 0
+for i in range(3_000_000): s += i
+print(round(time.perf_counter() - t, 3))"""
+
+
 def cpu_calibration() -> float:
     """Seconds for a fixed pure-Python loop: compare figures only next to this."""
-    start = time.perf_counter()
-    total = 0
-    for i in range(3_000_000):
-        total += i & 7
-    return round(time.perf_counter() - start, 3)
+    out = subprocess.run(
+        [sys.executable, "-c", CALIB_CODE], check=True, capture_output=True, text=True
+    )
+    return float(out.stdout)
 
 
 def run_gateway(workdir: Path, *args: str, profile: Path | None = None) -> tuple[float, float, str]:

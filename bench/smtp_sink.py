@@ -29,19 +29,19 @@ class Sink:
         return "250 OK"
 
 
-async def main(port: int, path: str) -> None:
+async def serve(port: int, log: Any) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    with open(path, "a", encoding="utf-8") as log:
-        sink = Sink(log)
-        server = await loop.create_server(lambda: SMTP(sink, ident="bench-sink"), "127.0.0.1", port)
-        print("ready", flush=True)
-        await stop.wait()
-        server.close()
-        await server.wait_closed()
+    sink = Sink(log)
+    server = await loop.create_server(lambda: SMTP(sink, ident="bench-sink"), "127.0.0.1", port)
+    print("ready", flush=True)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+    with open(sys.argv[2], "a", encoding="utf-8") as log_file:
+        asyncio.run(serve(int(sys.argv[1]), log_file))

@@ -69,3 +69,31 @@ def test_broken_toml_and_missing_file_are_clear_errors(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "[desk\n"))
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_example_config_documents_every_key_with_its_default() -> None:
+    import re
+
+    from pydantic import BaseModel
+
+    from gateway.config import Settings
+
+    text = (PACKAGE_ROOT / "config" / "gateway.example.toml").read_text()
+    documented = set(re.findall(r"^\s*([a-z_]+)\s*=", text, flags=re.MULTILINE))
+    sections = set(re.findall(r"^\[\[?([a-z_]+)\]\]?", text, flags=re.MULTILINE))
+
+    def keys(model: type[BaseModel]) -> set[str]:
+        found = set()
+        for name, field in model.model_fields.items():
+            inner = field.annotation
+            args = getattr(inner, "__args__", ())
+            nested = [a for a in (inner, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if nested:
+                assert name in sections, f"section [{name}] is not in the example config"
+                found |= keys(nested[0])
+            else:
+                found.add(name)
+        return found
+
+    missing = keys(Settings) - documented
+    assert not missing, f"keys missing from config/gateway.example.toml: {sorted(missing)}"
