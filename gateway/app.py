@@ -25,7 +25,6 @@ from gateway.store.db import create_engine, session_factory
 
 log = logging.getLogger(__name__)
 
-RELAY_IDLE_SECONDS = 60.0
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
@@ -134,12 +133,12 @@ async def _relay_loop(gateway: Gateway, stop: asyncio.Event, clock: Clock = utc_
     failing = False
     while not stop.is_set():
         gateway.outbox_wake.clear()
-        timeout = RELAY_IDLE_SECONDS
+        timeout = gateway.settings.outbound.poll_seconds
         try:
             await gateway.relay.send_due()
             due: datetime | None = await gateway.relay.next_due()
             if due is not None:
-                timeout = min(RELAY_IDLE_SECONDS, max(0.05, (due - clock()).total_seconds()))
+                timeout = min(timeout, max(0.05, (due - clock()).total_seconds()))
             failing = False
         except Exception as exc:  # the relay must outlive a database hiccup
             if not failing:

@@ -153,6 +153,9 @@ class OutboundSettings(_Credentials):
     timeout_seconds: float = Field(default=30, gt=0)
     batch_size: int = Field(default=100, ge=1, le=10000)
     retry_hours: float = Field(default=48, gt=0)  # give up on a notification after this
+    # How often the daemon looks for notifications queued by other processes (the CLI);
+    # its own are sent at once.
+    poll_seconds: float = Field(default=5, gt=0)
 
 
 class LoggingSettings(_Section):

@@ -66,7 +66,9 @@ def demo(tmp_path: Path) -> Iterator[tuple[Path, int, subprocess.Popen[str]]]:
     port = free_port()
     text = (PACKAGE_ROOT / "config" / "demo.toml").read_text()
     assert "port = 2525" in text
-    (tmp_path / "config.toml").write_text(text.replace("port = 2525", f"port = {port}"))
+    text = text.replace("port = 2525", f"port = {port}")
+    text = text.replace('maildir = "var/sent"', 'maildir = "var/sent"\npoll_seconds = 0.2')
+    (tmp_path / "config.toml").write_text(text)
     process = subprocess.Popen(
         [*GATEWAY, "--config", "config.toml", "run"],
         cwd=tmp_path,
@@ -110,6 +112,27 @@ def test_demo_mail_to_listener_becomes_ticket_and_notification_file(
     assert (ticket["team"], ticket["subject"]) == ("iot", "Simkaart M2M werkt niet")
     assert ticket["reference"] == FIRST
     assert "0174 22 66 92" in text  # the IoT desk's phone number
+
+    # An agent answers from the CLI (another process): the daemon picks it up and mails it.
+    reply = gateway_cli(
+        workdir,
+        "ticket",
+        "reply",
+        FIRST,
+        "--body",
+        "Welke simkaart?",
+        "--status",
+        "awaiting_customer",
+    )
+    assert reply.returncode == 0, reply.stderr
+    wait_until(lambda: len(list(sent.iterdir())) == 2, "the agent's answer in var/sent/new")
+    answer = next(p for p in sent.iterdir() if p != notice)
+    assert (
+        "Welke simkaart?"
+        in message_from_bytes(answer.read_bytes(), policy=default)
+        .get_body(("plain",))
+        .get_content()
+    )
 
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=20)
