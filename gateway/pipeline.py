@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import case, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.mail.classify import ignore_reason
 from gateway.mail.parse import ParsedMail, UnparseableMail, parse_mail
 from gateway.service import Desk, receive_customer_mail
+from gateway.store.db import dialect_insert
 from gateway.store.models import InboundMessage, MailboxCursor, QuarantinedMessage
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,7 @@ def _is_temporary(exc: BaseException) -> bool:
 
 async def advance_cursor(session: AsyncSession, cursor: CursorAdvance, now: datetime) -> None:
     """Move the mailbox cursor forward (or reset it with a new UIDVALIDITY): one statement."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(MailboxCursor).values(
+    stmt = dialect_insert(session)(MailboxCursor).values(
         mailbox=cursor.mailbox, uidvalidity=cursor.uidvalidity, last_uid=cursor.uid, updated_at=now
     )
     excluded = stmt.excluded

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -56,6 +57,13 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # No pool_pre_ping: it costs a round trip per transaction. A dropped connection
     # fails that one transaction, which the pipeline treats as temporary and retries.
     return create_async_engine(url, **kwargs)
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """The dialect's INSERT construct, which knows ON CONFLICT (SQLite and PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

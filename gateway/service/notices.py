@@ -1,0 +1,202 @@
+"""Notifications: written to the outbox in the ticket's transaction, never sent here."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.config import TeamSettings
+from gateway.domain.model import status_label
+from gateway.domain.reference import (
+    subject_tag,
+)
+from gateway.domain.rules import ReplyEffect
+from gateway.mail.compose import new_message_id
+from gateway.mail.parse import ParsedMail
+from gateway.service.desk import MAX_REFERENCES, Desk
+from gateway.service.tickets import participants_of
+from gateway.store.db import dialect_insert
+from gateway.store.models import (
+    Article,
+    OutboxMessage,
+    Ticket,
+)
+
+
+@dataclass(frozen=True)
+class Thread:
+    """Where a notification sits in the conversation: the message it answers."""
+
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+
+
+def _dedupe_key(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
+
+
+def _template_context(desk: Desk, ticket: Ticket, language: str, **extra: Any) -> dict[str, Any]:
+    team = desk.settings.team(ticket.team)
+    context: dict[str, Any] = {
+        "language": language,
+        "recipient_name": "",
+        "body": "",
+        "effect": "",
+        "notice": "",
+        "author": "",
+        "scheduled_for": "",
+        "ticket": {
+            "reference": ticket.reference,
+            "tag": subject_tag(ticket.reference),
+            "subject": ticket.subject,
+            "status": ticket.status,
+            "status_label": status_label(ticket.status, language),
+            "priority": ticket.priority,
+        },
+        "team": {"key": team.key, "name": team.name, "phone": team.phone, "address": team.address},
+        "desk": {
+            "sender_name": desk.settings.desk.sender_name,
+            "reopen_days": desk.settings.desk.reopen_days,
+        },
+    }
+    context.update(extra)
+    return context
+
+
+async def notify(
+    session: AsyncSession,
+    desk: Desk,
+    ticket: Ticket,
+    event: str,
+    recipients: Iterable[str],
+    *,
+    source: str,
+    now: datetime,
+    thread: Thread = Thread(),
+    language: str | None = None,
+    auto_submitted: str = "auto-replied",
+    **context: Any,
+) -> list[str]:
+    """Write one outbox row per recipient; returns the new rows' Message-IDs."""
+    language = language or ticket.language
+    team = desk.settings.team(ticket.team)
+    rendered = desk.renderer.render(
+        event, language, _template_context(desk, ticket, language, **context)
+    )
+    references = (*thread.references, *([thread.in_reply_to] if thread.in_reply_to else ()))
+    references = tuple(dict.fromkeys(references))[-MAX_REFERENCES:]
+    rows = [
+        {
+            "ticket_id": ticket.id,
+            "event": event,
+            "dedupe_key": _dedupe_key(ticket.id, event, source, recipient),
+            "recipient": recipient,
+            "reply_to": team.address,
+            "subject": rendered.subject,
+            "body_text": rendered.text,
+            "body_html": rendered.html,
+            "message_id": new_message_id(desk.domain, ticket.reference),
+            "in_reply_to": thread.in_reply_to,
+            "references": " ".join(references) or None,
+            "auto_submitted": auto_submitted,
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for recipient in dict.fromkeys(recipients)
+        if recipient not in desk.settings.desk_addresses  # never mail the desk itself
+    ]
+    if not rows:
+        return []
+    # The same event from the same source is written once, however often it is decided.
+    stmt = (
+        dialect_insert(session)(OutboxMessage)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(OutboxMessage.message_id)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def customer_side(
+    session: AsyncSession, ticket: Ticket, participants: list[str] | None = None
+) -> list[str]:
+    """The requester and the participants: everyone a public answer goes to."""
+    if participants is None:
+        participants = await participants_of(session, ticket)
+    return [ticket.requester, *participants]
+
+
+def team_of(desk: Desk, ticket: Ticket) -> TeamSettings:
+    return desk.settings.team(ticket.team)
+
+
+async def last_customer_message_id(session: AsyncSession, ticket: Ticket) -> str | None:
+    return await session.scalar(
+        select(Article.message_id)
+        .where(Article.ticket_id == ticket.id, Article.direction == "in")
+        .where(Article.message_id.is_not(None))
+        .order_by(Article.id.desc())
+        .limit(1)
+    )
+
+
+async def agent_thread(session: AsyncSession, ticket: Ticket) -> Thread:
+    """Thread an agent's message under the customer's latest mail, if there is one."""
+    return Thread(in_reply_to=await last_customer_message_id(session, ticket))
+
+
+TEAM_NOTICES = {
+    "nl": {
+        ReplyEffect.ADDED: "Klant heeft gereageerd",
+        ReplyEffect.ANSWERED: "Klant heeft geantwoord",
+        ReplyEffect.ACCEPTED: "Klant akkoord, melding gesloten",
+        ReplyEffect.NOT_ACCEPTED: "Klant niet akkoord",
+        ReplyEffect.REOPENED: "Melding heropend door klant",
+    },
+    "en": {
+        ReplyEffect.ADDED: "Customer replied",
+        ReplyEffect.ANSWERED: "Customer answered",
+        ReplyEffect.ACCEPTED: "Customer accepted, ticket closed",
+        ReplyEffect.NOT_ACCEPTED: "Customer did not accept",
+        ReplyEffect.REOPENED: "Ticket reopened by customer",
+    },
+}
+
+
+async def notify_team(
+    session: AsyncSession,
+    desk: Desk,
+    ticket: Ticket,
+    effect: ReplyEffect,
+    mail: ParsedMail,
+    *,
+    source: str,
+    now: datetime,
+) -> None:
+    """Tell the team's notification addresses that the customer wrote."""
+    team = team_of(desk, ticket)
+    if not team.notify:
+        return
+    language = desk.settings.desk.language
+    await notify(
+        session,
+        desk,
+        ticket,
+        "team_notice",
+        team.notify,
+        source=source,
+        now=now,
+        language=language,
+        auto_submitted="auto-generated",
+        notice=TEAM_NOTICES[language].get(effect, effect.value),
+        author=mail.sender,
+        body=mail.text,
+    )

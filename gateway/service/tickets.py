@@ -1,0 +1,199 @@
+"""Tickets, their references, participants, articles and history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.domain.model import Status
+from gateway.domain.reference import (
+    find_reference,
+    format_reference,
+    strip_reply_prefixes,
+)
+from gateway.service.desk import SYSTEM, Desk, UnknownTicket
+from gateway.store.db import dialect_insert
+from gateway.store.models import (
+    Article,
+    HistoryEntry,
+    Participant,
+    ReferenceCounter,
+    Ticket,
+)
+
+
+async def next_reference(session: AsyncSession, prefix: str, year: int) -> str:
+    """The next free reference for a year; one atomic statement, safe under concurrency."""
+    stmt = (
+        dialect_insert(session)(ReferenceCounter)
+        .values(prefix=prefix, year=year, last=1)
+        .on_conflict_do_update(
+            index_elements=["prefix", "year"], set_={"last": ReferenceCounter.last + 1}
+        )
+        .returning(ReferenceCounter.last)
+    )
+    sequence = (await session.execute(stmt)).scalar_one()
+    return format_reference(prefix, year, sequence)
+
+
+async def get_ticket(session: AsyncSession, reference: str) -> Ticket:
+    """The ticket with this reference (case-insensitive); UnknownTicket if none."""
+    ticket = await session.scalar(select(Ticket).where(Ticket.reference == reference.upper()))
+    if ticket is None:
+        raise UnknownTicket(f"no ticket with reference {reference}")
+    return ticket
+
+
+async def participants_of(session: AsyncSession, ticket: Ticket) -> list[str]:
+    rows = await session.scalars(
+        select(Participant.address)
+        .where(Participant.ticket_id == ticket.id)
+        .order_by(Participant.id)
+    )
+    return list(rows)
+
+
+def add_participants(
+    session: AsyncSession,
+    ticket: Ticket,
+    addresses: Iterable[str],
+    *,
+    known: list[str],
+    exclude: set[str],
+) -> list[str]:
+    """Add new addresses as participants; returns the participants after adding."""
+    participants = list(known)
+    skip = set(known) | {ticket.requester} | exclude
+    for address in addresses:
+        if address not in skip:
+            session.add(Participant(ticket_id=ticket.id, address=address))
+            participants.append(address)
+            skip.add(address)
+    return participants
+
+
+def record(
+    session: AsyncSession,
+    ticket: Ticket,
+    field: str,
+    old: object,
+    new: object,
+    *,
+    by: str,
+    now: datetime,
+    reason: str | None = None,
+) -> HistoryEntry:
+    entry = HistoryEntry(
+        ticket_id=ticket.id,
+        at=now,
+        field=field,
+        old=None if old is None else str(old),
+        new=None if new is None else str(new),
+        by=by,
+        reason=reason,
+    )
+    session.add(entry)
+    return entry
+
+
+def add_article(
+    session: AsyncSession,
+    ticket: Ticket,
+    *,
+    direction: str,
+    author: str,
+    kind: str,
+    subject: str,
+    body: str,
+    now: datetime,
+    message_id: str | None = None,
+    inbound_id: int | None = None,
+    public: bool = True,
+) -> Article:
+    article = Article(
+        ticket_id=ticket.id,
+        direction=direction,
+        author=author,
+        kind=kind,
+        public=public,
+        subject=subject,
+        body=body,
+        message_id=message_id,
+        inbound_id=inbound_id,
+        created_at=now,
+    )
+    session.add(article)
+    ticket.article_count += 1
+    ticket.updated_at = now
+    return article
+
+
+def apply_status(
+    session: AsyncSession,
+    ticket: Ticket,
+    new: Status,
+    *,
+    by: str,
+    now: datetime,
+    reason: str | None = None,
+) -> HistoryEntry:
+    """Change the status, keep closed_at right and record who did it."""
+    old = ticket.status
+    ticket.status = new.value
+    ticket.updated_at = now
+    if new is Status.CLOSED:
+        ticket.closed_at = now
+    elif ticket.closed_at is not None:
+        ticket.closed_at = None
+    return record(session, ticket, "status", old, new.value, by=by, now=now, reason=reason)
+
+
+def clean_subject(subject: str, prefix: str, language: str) -> str:
+    """A new ticket's subject: no reply prefixes, no other ticket's tag."""
+    while (reference := find_reference(subject, prefix)) is not None:
+        start = subject.upper().find(reference)
+        if start < 0:  # the tag was mangled; keep the subject as it is
+            break
+        end = start + len(reference)
+        if start > 0 and subject[start - 1] == "[" and subject[end : end + 1] == "]":
+            start, end = start - 1, end + 1
+        subject = (subject[:start] + subject[end:]).strip()
+    subject = strip_reply_prefixes(subject)
+    return subject or ("(geen onderwerp)" if language == "nl" else "(no subject)")
+
+
+async def open_ticket(
+    session: AsyncSession,
+    desk: Desk,
+    *,
+    subject: str,
+    requester: str,
+    team: str,
+    now: datetime,
+    language: str | None = None,
+    linked_to: Ticket | None = None,
+    by: str = SYSTEM,
+) -> Ticket:
+    settings = desk.settings
+    language = language or settings.desk.language
+    ticket = Ticket(
+        reference=await next_reference(session, settings.desk.reference_prefix.upper(), now.year),
+        subject=clean_subject(subject, settings.desk.reference_prefix, language),
+        status=Status.OPEN.value,
+        team=team,
+        requester=requester,
+        language=language,
+        linked_ticket_id=None if linked_to is None else linked_to.id,
+        created_at=now,
+        updated_at=now,
+        article_count=0,
+        priority_overridden=False,
+    )
+    session.add(ticket)
+    await session.flush()
+    reason = None if linked_to is None else f"follow-up of {linked_to.reference}"
+    record(session, ticket, "status", None, Status.OPEN.value, by=by, now=now, reason=reason)
+    return ticket
