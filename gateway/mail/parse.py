@@ -81,8 +81,23 @@ _KEPT_HEADERS = (
 )
 
 
+def _text(value: object) -> str:
+    """A header value as text: 8-bit bytes (Header objects, surrogates) decoded as UTF-8,
+    with replacement characters where that fails."""
+    text = str(value)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _header_values(message: Message, name: str) -> list[str]:
-    return [str(v) for v in message.get_all(name, [])]
+    return [_text(v) for v in message.get_all(name, [])]
+
+
+def _header(message: Message, name: str) -> str | None:
+    values = _header_values(message, name)
+    return values[0] if values else None
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
@@ -115,14 +130,14 @@ def parse_mail(raw: bytes) -> ParsedMail:
         _header_values(message, "delivered-to") + _header_values(message, "x-original-to")
     )
     return ParsedMail(
-        message_id=next(iter(message_ids(message.get("message-id"))), None),
+        message_id=next(iter(message_ids(_header(message, "message-id"))), None),
         subject=one_line(mail.subject or ""),
         sender=senders[0],
         sender_name=sender_name,
         to=addresses(mail.to),
         cc=addresses(mail.cc),
         delivered_to=addresses(delivered),
-        in_reply_to=message_ids(message.get("in-reply-to")),
+        in_reply_to=message_ids(_header(message, "in-reply-to")),
         references=message_ids(" ".join(_header_values(message, "references"))),
         text=text,
         headers=headers,

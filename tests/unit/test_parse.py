@@ -82,3 +82,14 @@ def test_mail_from_a_desk_address_and_bounces_are_ignored() -> None:
 def test_ordinary_mail_and_auto_submitted_no_are_not_ignored() -> None:
     mail = parse_mail(make_mail(headers={"Auto-Submitted": "no"}))
     assert ignore_reason(mail, DESK, "servicedesk@vtm.example") is None
+
+
+def test_eight_bit_bytes_in_headers_are_decoded_not_fatal() -> None:
+    raw = make_mail(message_id="m8@klant.example").replace(
+        b"Message-ID: <m8", b"Message-ID:\x80<m8"
+    )
+    raw = raw.replace(b"Subject: Storing", b"Subject: Caf\xc3\xa9 \xe9 Storing")
+    mail = parse_mail(raw)
+    assert mail.message_id == "m8@klant.example"
+    assert mail.subject.startswith("Caf")
+    assert "Storing" in mail.subject
