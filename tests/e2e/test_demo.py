@@ -43,6 +43,17 @@ def gateway_cli(
     )
 
 
+def start_daemon(workdir: Path) -> subprocess.Popen[str]:
+    """`ticket-gateway run` on workdir/config.toml, output collected for the assertions."""
+    return subprocess.Popen(
+        [*GATEWAY, "--config", "config.toml", "run"],
+        cwd=workdir,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def wait_until(predicate, what: str, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     """Poll a condition another process makes true; fail with `what` after `within` s."""
     deadline = time.monotonic() + within
@@ -69,13 +80,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[Path, int, subprocess.Popen[str]]]:
     text = text.replace("port = 2525", f"port = {port}")
     text = text.replace('maildir = "var/sent"', 'maildir = "var/sent"\npoll_seconds = 0.2')
     (tmp_path / "config.toml").write_text(text)
-    process = subprocess.Popen(
-        [*GATEWAY, "--config", "config.toml", "run"],
-        cwd=tmp_path,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_daemon(tmp_path)
     try:
         wait_until(lambda: port_open(port) or process.poll() is not None, "the SMTP listener")
         assert process.poll() is None, process.communicate()[0]
@@ -204,13 +209,7 @@ def test_daemon_polls_the_mailbox_and_mails_while_running(
     mailbox = imap_mailbox(imap_account, poll_seconds=0.2)
     config = settings_dict(db_url, maildir=tmp_path / "sent", mailboxes=[mailbox])
     (tmp_path / "config.toml").write_text(to_toml(config))
-    process = subprocess.Popen(
-        [*GATEWAY, "--config", "config.toml", "run"],
-        cwd=tmp_path,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_daemon(tmp_path)
     try:
         imap_account.append(make_mail(subject="Eerste"))
         sent = tmp_path / "sent" / "new"

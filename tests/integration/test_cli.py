@@ -53,21 +53,8 @@ def test_tickets_json_lists_the_documented_fields(
     rows = cli_json(config, "tickets")
     assert [r["reference"] for r in rows] == ["VTM-2026-000002", "VTM-2026-000001"]
     first = rows[1]
-    for key in (
-        "reference",
-        "subject",
-        "status",
-        "category",
-        "impact",
-        "urgency",
-        "priority",
-        "team",
-        "requester",
-        "created_at",
-        "updated_at",
-        "article_count",
-    ):
-        assert key in first
+    documented = "reference subject status category impact urgency priority team requester"
+    assert set(first) >= {*documented.split(), "created_at", "updated_at", "article_count"}
     assert (first["status"], first["team"], first["priority"]) == ("open", "noc", None)
     assert datetime.fromisoformat(first["created_at"]).utcoffset() is not None
     assert cli_json(config, "tickets", "--team", "business")[0]["subject"] == "Tweede"
