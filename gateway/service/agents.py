@@ -12,11 +12,7 @@ from gateway.domain.rules import status_notice
 from gateway.service.desk import Desk, TicketError
 from gateway.service.notices import agent_thread, customer_side, notify
 from gateway.service.tickets import add_article, apply_status, record
-from gateway.store.models import (
-    Article,
-    HistoryEntry,
-    Ticket,
-)
+from gateway.store.models import Article, HistoryEntry, Ticket
 
 
 def _agent_status(

@@ -11,9 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain.access import may_write
 from gateway.domain.model import Status
-from gateway.domain.reference import (
-    find_reference,
-)
+from gateway.domain.reference import find_reference
 from gateway.domain.rules import ReplyEffect, customer_reply_outcome
 from gateway.mail.parse import ParsedMail
 from gateway.service.desk import Desk

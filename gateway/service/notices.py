@@ -13,20 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import TeamSettings
 from gateway.domain.model import status_label
-from gateway.domain.reference import (
-    subject_tag,
-)
+from gateway.domain.reference import subject_tag
 from gateway.domain.rules import ReplyEffect
 from gateway.mail.compose import new_message_id
 from gateway.mail.parse import ParsedMail
 from gateway.service.desk import MAX_REFERENCES, Desk
 from gateway.service.tickets import participants_of
 from gateway.store.db import dialect_insert
-from gateway.store.models import (
-    Article,
-    OutboxMessage,
-    Ticket,
-)
+from gateway.store.models import Article, OutboxMessage, Ticket
 
 
 @dataclass(frozen=True)

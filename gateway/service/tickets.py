@@ -9,20 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain.model import Status
-from gateway.domain.reference import (
-    find_reference,
-    format_reference,
-    strip_reply_prefixes,
-)
+from gateway.domain.reference import find_reference, format_reference, strip_reply_prefixes
 from gateway.service.desk import SYSTEM, Desk, UnknownTicket
 from gateway.store.db import dialect_insert
-from gateway.store.models import (
-    Article,
-    HistoryEntry,
-    Participant,
-    ReferenceCounter,
-    Ticket,
-)
+from gateway.store.models import Article, HistoryEntry, Participant, ReferenceCounter, Ticket
 
 
 async def next_reference(session: AsyncSession, prefix: str, year: int) -> str:
