@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.mail.classify import ignore_reason
-from gateway.mail.parse import ParsedMail, UnparseableMail, parse_mail
+from gateway.mail.parse import ParsedMail, parse_mail
 from gateway.service import Desk, receive_customer_mail
 from gateway.store.db import dialect_insert
 from gateway.store.models import InboundMessage, MailboxCursor, QuarantinedMessage
@@ -132,9 +132,7 @@ class Pipeline:
     ) -> Outcome:
         try:
             mail = parse_mail(raw)
-        except UnparseableMail as exc:
-            raise _StageFailure("parse", exc) from exc
-        except Exception as exc:
+        except Exception as exc:  # UnparseableMail, or whatever broken input provokes
             raise _StageFailure("parse", exc) from exc
         now = self._clock()
         try:
@@ -147,8 +145,6 @@ class Pipeline:
                 return await self._apply(
                     session, raw, digest, source, mail, now, envelope_recipients
                 )
-        except _StageFailure:
-            raise
         except Exception as exc:
             raise _StageFailure("process", exc) from exc
 
@@ -158,11 +154,11 @@ class Pipeline:
         condition = InboundMessage.sha256 == digest
         if mail.message_id:
             condition = or_(condition, InboundMessage.message_id == mail.message_id)
-        seen = await session.scalar(select(InboundMessage).where(condition).limit(1))
+        seen = await session.scalar(select(InboundMessage.id).where(condition).limit(1))
         if seen is None:
             return None
         return Outcome(
-            "duplicate", reason=f"already taken in as message {seen.id}", message_id=mail.message_id
+            "duplicate", reason=f"already taken in as message {seen}", message_id=mail.message_id
         )
 
     async def _apply(
