@@ -129,7 +129,7 @@ async def run_once(gateway: Gateway) -> BurstSummary:
     return summary
 
 
-async def _relay_loop(gateway: Gateway, stop: asyncio.Event, clock: Clock = utc_now) -> None:
+async def _relay_loop(gateway: Gateway, stop: asyncio.Event) -> None:
     failing = False
     while not stop.is_set():
         gateway.outbox_wake.clear()
@@ -138,7 +138,7 @@ async def _relay_loop(gateway: Gateway, stop: asyncio.Event, clock: Clock = utc_
             await gateway.relay.send_due()
             due: datetime | None = await gateway.relay.next_due()
             if due is not None:
-                timeout = min(timeout, max(0.05, (due - clock()).total_seconds()))
+                timeout = min(timeout, max(0.05, (due - gateway.relay.clock()).total_seconds()))
             failing = False
         except Exception as exc:  # the relay must outlive a database hiccup
             if not failing:

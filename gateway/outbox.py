@@ -30,6 +30,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from gateway.config import OutboundSettings, Settings
 from gateway.mail.compose import OutgoingMail, build_message
 from gateway.pipeline import Clock, utc_now
+from gateway.store.db import is_postgresql
 from gateway.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -197,11 +198,11 @@ class Relay:
         self._sessions = sessions
         self._settings = settings
         self._transport = transport or make_transport(settings.outbound)
-        self._clock = clock
+        self.clock = clock
         self.totals = RelayStats()  # everything this relay did since it was built
 
     async def _claim(self) -> list[OutboxMessage]:
-        now = self._clock()
+        now = self.clock()
         async with self._sessions() as session, session.begin():
             query = (
                 select(OutboxMessage)
@@ -210,7 +211,7 @@ class Relay:
                 .order_by(OutboxMessage.id)
                 .limit(self._settings.outbound.batch_size)
             )
-            if session.get_bind().dialect.name == "postgresql":
+            if is_postgresql(session):
                 query = query.with_for_update(skip_locked=True)
             rows = list(await session.scalars(query))
             for row in rows:
@@ -241,7 +242,7 @@ class Relay:
 
     async def _finish(self, row: OutboxMessage, error: Exception | None) -> str:
         """Record the result of one attempt; one short transaction per notification."""
-        now = self._clock()
+        now = self.clock()
         deadline = row.created_at + timedelta(hours=self._settings.outbound.retry_hours)
         values: dict[str, Any]
         if error is None:

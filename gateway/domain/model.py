@@ -54,19 +54,6 @@ STATUS_LABELS: dict[str, dict[Status, str]] = {
     },
 }
 
-CATEGORY_LABELS: dict[str, dict[Category, str]] = {
-    "nl": {
-        Category.INCIDENT: "Incident",
-        Category.SERVICE_REQUEST: "Service request",
-        Category.CHANGE: "Change",
-    },
-    "en": {
-        Category.INCIDENT: "Incident",
-        Category.SERVICE_REQUEST: "Service request",
-        Category.CHANGE: "Change",
-    },
-}
-
 
 def status_label(status: Status | str, language: str) -> str:
     """The customer-facing label of a status in the given language (nl if unknown)."""

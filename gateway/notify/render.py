@@ -14,8 +14,6 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
 
-LANGUAGES = ("nl", "en")
-
 
 class TemplateMissing(Exception):
     """No template for this event in this language (nor in the fallback language)."""

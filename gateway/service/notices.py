@@ -35,8 +35,9 @@ def _dedupe_key(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
 
 
-def _template_context(desk: Desk, ticket: Ticket, language: str, **extra: Any) -> dict[str, Any]:
-    team = desk.settings.team(ticket.team)
+def _template_context(
+    desk: Desk, ticket: Ticket, team: TeamSettings, language: str, **extra: Any
+) -> dict[str, Any]:
     context: dict[str, Any] = {
         "language": language,
         "recipient_name": "",
@@ -81,7 +82,7 @@ async def notify(
     language = language or ticket.language
     team = desk.settings.team(ticket.team)
     rendered = desk.renderer.render(
-        event, language, _template_context(desk, ticket, language, **context)
+        event, language, _template_context(desk, ticket, team, language, **context)
     )
     references = (*thread.references, *([thread.in_reply_to] if thread.in_reply_to else ()))
     references = tuple(dict.fromkeys(references))[-MAX_REFERENCES:]
@@ -128,10 +129,6 @@ async def customer_side(
     return [ticket.requester, *participants]
 
 
-def team_of(desk: Desk, ticket: Ticket) -> TeamSettings:
-    return desk.settings.team(ticket.team)
-
-
 async def last_customer_message_id(session: AsyncSession, ticket: Ticket) -> str | None:
     return await session.scalar(
         select(Article.message_id)
@@ -176,7 +173,7 @@ async def notify_team(
     now: datetime,
 ) -> None:
     """Tell the team's notification addresses that the customer wrote."""
-    team = team_of(desk, ticket)
+    team = desk.settings.team(ticket.team)
     if not team.notify:
         return
     language = desk.settings.desk.language
