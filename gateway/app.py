@@ -14,18 +14,16 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import Settings
-from gateway.intake.imap import ImapError, ImapMailbox
+from gateway.intake.imap import RECOVERABLE, ImapMailbox
 from gateway.intake.smtp import SmtpListener
 from gateway.notify.render import Renderer
 from gateway.outbox import Relay, Transport
-from gateway.pipeline import Clock, Pipeline, TemporaryFailure, utc_now
+from gateway.pipeline import Clock, Pipeline, utc_now
 from gateway.service import Desk
 from gateway.store import migrate
 from gateway.store.db import create_engine, session_factory
 
 log = logging.getLogger(__name__)
-
-SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 class NotMigrated(Exception):
@@ -74,7 +72,7 @@ def build(
         desk=desk,
         pipeline=pipeline,
         relay=relay,
-        mailboxes=[ImapMailbox(m, sessions, pipeline) for m in settings.mailboxes],
+        mailboxes=[ImapMailbox(m, sessions, pipeline, engine) for m in settings.mailboxes],
         listeners=[SmtpListener(ls, pipeline) for ls in settings.listeners],
         outbox_wake=wake,
     )
@@ -108,13 +106,19 @@ async def run_once(gateway: Gateway) -> BurstSummary:
     relay = asyncio.create_task(_relay_loop(gateway, done))
 
     async def drain(mailbox: ImapMailbox) -> None:
+        name = mailbox.settings.name
         try:
+            if not await mailbox.lock.acquire():
+                log.warning("mailbox %s: read by a running daemon; skipped", name)
+                summary.errors.append(f"mailbox {name}: read by a running daemon")
+                return
             summary.messages += await mailbox.drain()
-        except (ImapError, TemporaryFailure, OSError, TimeoutError) as exc:
-            log.error("mailbox %s: %s", mailbox.settings.name, exc)
-            summary.errors.append(f"mailbox {mailbox.settings.name}: {exc}")
+        except RECOVERABLE as exc:
+            log.error("mailbox %s: %s", name, exc)
+            summary.errors.append(f"mailbox {name}: {exc}")
         finally:
             await mailbox.close()
+            await mailbox.lock.release()
 
     try:
         await asyncio.gather(*(drain(m) for m in gateway.mailboxes))
@@ -130,6 +134,7 @@ async def run_once(gateway: Gateway) -> BurstSummary:
 
 
 async def _relay_loop(gateway: Gateway, stop: asyncio.Event) -> None:
+    """Send notifications as they are queued and when retries fall due, until stopped."""
     failing = False
     while not stop.is_set():
         gateway.outbox_wake.clear()
@@ -154,7 +159,6 @@ async def _relay_loop(gateway: Gateway, stop: asyncio.Event) -> None:
         )
         for task in pending:
             task.cancel()
-    await gateway.relay.close()
 
 
 def sd_notify(state: str) -> None:
@@ -170,14 +174,20 @@ def sd_notify(state: str) -> None:
 
 
 async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
-    """The daemon: listeners, mailbox pollers and the relay until `stop` is set."""
+    """The daemon: listeners, mailbox readers and the relay until `stop` is set.
+
+    On stop: listeners stop accepting and answer the message in hand, mailboxes finish
+    the message in hand, the relay sends what is due until `daemon.shutdown_seconds`
+    have passed; only then is anything still running cancelled (its transaction rolls
+    back, so no half-written ticket is left).
+    """
     for listener in gateway.listeners:
         await listener.start()
-    tasks = [
+    readers = [
         asyncio.create_task(m.run(stop), name=f"mailbox:{m.settings.name}")
         for m in gateway.mailboxes
     ]
-    tasks.append(asyncio.create_task(_relay_loop(gateway, stop), name="relay"))
+    relay = asyncio.create_task(_relay_loop(gateway, stop), name="relay")
     sd_notify("READY=1")
     log.info(
         "ticket-gateway running: %d mailbox(es), %d listener(s), outbound %s",
@@ -187,13 +197,28 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
     )
     await stop.wait()
     sd_notify("STOPPING=1")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + gateway.settings.daemon.shutdown_seconds
     log.info("stopping: finishing the message in hand")
-    for listener in gateway.listeners:
-        await listener.stop()
-    _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+
+    async def wind_down() -> None:
+        await asyncio.gather(*(listener.stop() for listener in gateway.listeners))
+        await asyncio.gather(*readers, relay)
+        # Flush: notifications the last messages queued, as far as time allows.
+        stats = await gateway.relay.send_due(until=deadline)
+        left = await gateway.relay.pending_count()
+        log.info("stopped: %d notification(s) sent while stopping, %d left", stats.sent, left)
+
+    winding = asyncio.create_task(wind_down())
+    try:
+        await asyncio.wait_for(asyncio.shield(winding), timeout=max(0.1, deadline - loop.time()))
+    except TimeoutError:
+        log.warning("stopping: shutdown time is up; cancelling what is still running")
+        winding.cancel()
+        for task in (*readers, relay):
+            task.cancel()
+        await asyncio.gather(winding, *readers, relay, return_exceptions=True)
+    await gateway.relay.close()
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

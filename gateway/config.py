@@ -124,6 +124,21 @@ class MailboxSettings(_Credentials):
     poll_seconds: float = Field(default=60, gt=0)
     fetch_batch: int = Field(default=100, ge=1, le=1000)  # UIDs per FETCH command
     timeout_seconds: float = Field(default=30, gt=0)
+    # Wait for new mail with IMAP IDLE when the server offers it (else poll), and
+    # re-issue IDLE after this long: servers may drop an IDLE after 30 minutes.
+    idle: bool = True
+    idle_renew_seconds: float = Field(default=1500, gt=0, le=1740)
+    # Move processed mail to this folder (created when missing) instead of only
+    # flagging it \Seen; empty = flag only. Mail is never deleted.
+    processed_folder: str = ""
+    # Larger messages are quarantined with their headers only (the whole message
+    # stays in the mailbox).
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Reconnect after errors with exponential backoff, capped at this.
+    reconnect_max_seconds: float = Field(default=300, gt=0)
+    # PostgreSQL: how often a daemon that does not hold this mailbox's lock tries to
+    # take it over (another daemon reads the mailbox meanwhile).
+    lock_retry_seconds: float = Field(default=15, gt=0)
 
     @model_validator(mode="after")
     def _imap_needs_login(self) -> MailboxSettings:
@@ -138,10 +153,19 @@ class MailboxSettings(_Credentials):
 
 
 class ListenerSettings(_Section):
-    kind: Literal["smtp"] = "smtp"
+    kind: Literal["smtp", "lmtp"] = "smtp"
     host: str = "127.0.0.1"
     port: int = Field(default=2525, ge=0, le=65535)
+    # A Unix socket to listen on instead of host and port (e.g. for Postfix lmtp:unix:).
+    path: str = ""
     max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Accept only these recipient addresses (550 for others); empty = any.
+    recipients: list[Address] = []
+
+    @field_validator("recipients")
+    @classmethod
+    def _normalise_recipients(cls, value: list[str]) -> list[str]:
+        return [_lower(v) for v in value]
 
 
 class OutboundSettings(_Credentials):
@@ -156,6 +180,15 @@ class OutboundSettings(_Credentials):
     # How often the daemon looks for notifications queued by other processes (the CLI);
     # its own are sent at once.
     poll_seconds: float = Field(default=5, gt=0)
+    # A claimed batch returns to the queue if its relay has not started on it after
+    # this long (a crashed daemon); each row is taken over with a compare-and-set.
+    claim_seconds: float = Field(default=60, gt=0)
+
+
+class DaemonSettings(_Section):
+    # On SIGTERM/SIGINT: stop taking new work, finish the message in hand, send what
+    # can be sent, and exit within this many seconds.
+    shutdown_seconds: float = Field(default=10, gt=0)
 
 
 class LoggingSettings(_Section):
@@ -169,6 +202,7 @@ class Settings(_Section):
     mailboxes: list[MailboxSettings] = []
     listeners: list[ListenerSettings] = []
     outbound: OutboundSettings = OutboundSettings()
+    daemon: DaemonSettings = DaemonSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @model_validator(mode="after")

@@ -1,9 +1,14 @@
 """The outbox relay: claim due notifications, send them, record the result.
 
-Rows are claimed (state `sending`, a lease in next_attempt_at) and committed before
-anything is sent, and marked `sent` right after the server accepts them. A crash in
-between leaves the row `sending`; it is retried when the lease runs out, so the only
-window for a duplicate is a crash after the server's 250 and before that commit.
+A notification is sent at most once. The relay claims a batch (state `claimed`, a
+claim token and a lease) and, for each row, records `sending` (compare-and-set on
+its token: a row another relay took over is skipped) and commits that BEFORE the SMTP
+transaction, and records `sent` right after the server's 250. A relay that dies
+between the two leaves the row `sending`; when its lease runs out the row becomes
+`unknown`: it may have been delivered, so it is not resent by itself (`outbox retry`
+sends it again after a look at the recipient's side). That window is one SMTP
+transaction long; a crash anywhere else repeats nothing and loses nothing: claimed
+rows return to the queue when the claim lease runs out.
 
 SMTP 5xx replies (except 552) are permanent: the row is `failed` at once. 4xx replies
 and connection errors are retried with backoff until `retry_hours` after creation.
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Sequence
@@ -23,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosmtplib
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -35,7 +41,8 @@ from gateway.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
+WAITING = ("pending", "claimed", "sending")  # states the relay still has to act on
+STATES = ("pending", "claimed", "sending", "sent", "failed", "unknown")
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
 
@@ -201,12 +208,34 @@ class Relay:
         self.clock = clock
         self.totals = RelayStats()  # everything this relay did since it was built
 
-    async def _claim(self) -> list[OutboxMessage]:
+    @property
+    def _sending_lease(self) -> timedelta:
+        """How long one SMTP transaction may take before its row is in doubt."""
+        return timedelta(seconds=self._settings.outbound.timeout_seconds * 4 + 30)
+
+    async def _claim(self) -> tuple[str, list[OutboxMessage]]:
+        """Mark dead relays' deliveries in doubt, then claim a batch of due rows."""
         now = self.clock()
+        token = secrets.token_hex(8)
         async with self._sessions() as session, session.begin():
+            doubtful = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.state == "sending", OutboxMessage.next_attempt_at <= now)
+                .values(
+                    state="unknown",
+                    last_error="the relay stopped during delivery: it may have been "
+                    "delivered, so it is not resent (outbox retry ID sends it again)",
+                )
+            )
+            if doubtful.rowcount:  # type: ignore[attr-defined]
+                log.error(
+                    "outbox: %d notification(s) in doubt after a relay stopped mid-delivery; "
+                    "see `outbox list --state unknown`",
+                    doubtful.rowcount,  # type: ignore[attr-defined]
+                )
             query = (
                 select(OutboxMessage)
-                .where(or_(OutboxMessage.state == "pending", OutboxMessage.state == "sending"))
+                .where(OutboxMessage.state.in_(("pending", "claimed")))
                 .where(OutboxMessage.next_attempt_at <= now)
                 .order_by(OutboxMessage.id)
                 .limit(self._settings.outbound.batch_size)
@@ -214,11 +243,32 @@ class Relay:
             if is_postgresql(session):
                 query = query.with_for_update(skip_locked=True)
             rows = list(await session.scalars(query))
+            lease = now + timedelta(seconds=self._settings.outbound.claim_seconds)
             for row in rows:
-                row.state = "sending"
-                row.attempts += 1
-                row.next_attempt_at = now + LEASE
-        return rows
+                row.state = "claimed"
+                row.claim_token = token
+                row.next_attempt_at = lease
+        return token, rows
+
+    async def _begin(self, row: OutboxMessage, token: str) -> bool:
+        """Record that the SMTP transaction starts; False if another relay took the row."""
+        now = self.clock()
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row.id,
+                    OutboxMessage.claim_token == token,
+                    OutboxMessage.state == "claimed",
+                )
+                .values(
+                    state="sending",
+                    attempts=OutboxMessage.attempts + 1,
+                    next_attempt_at=now + self._sending_lease,
+                )
+            )
+        row.attempts += 1
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def _message(self, row: OutboxMessage) -> bytes:
         desk = self._settings.desk
@@ -240,7 +290,7 @@ class Relay:
             )
         )
 
-    async def _finish(self, row: OutboxMessage, error: Exception | None) -> str:
+    async def _finish(self, row: OutboxMessage, token: str, error: Exception | None) -> str:
         """Record the result of one attempt; one short transaction per notification."""
         now = self.clock()
         deadline = row.created_at + timedelta(hours=self._settings.outbound.retry_hours)
@@ -257,7 +307,9 @@ class Relay:
             }
         async with self._sessions() as session, session.begin():
             await session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values)
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id, OutboxMessage.claim_token == token)
+                .values(**values)
             )
         if error is not None:
             log.warning(
@@ -270,20 +322,41 @@ class Relay:
             )
         return str(values["state"])
 
-    async def send_due(self) -> RelayStats:
-        """Send every notification that is due now, batch by batch."""
+    async def send_due(self, *, until: float | None = None) -> RelayStats:
+        """Send every notification that is due now, batch by batch.
+
+        With `until` (a loop.time()), stop between notifications once it has passed;
+        what was claimed and not started returns to the queue.
+        """
         stats = RelayStats()
-        while rows := await self._claim():
-            await self._send_batch(rows, stats)
+        loop = asyncio.get_running_loop()
+        while True:
+            token, rows = await self._claim()
+            if not rows:
+                break
+            finished = await self._send_batch(token, rows, stats, until)
+            if not finished:
+                await self._unclaim(token)
+                break
             if len(rows) < self._settings.outbound.batch_size:
+                break
+            if until is not None and loop.time() >= until:
                 break
         return stats
 
-    async def _send_batch(self, rows: Sequence[OutboxMessage], stats: RelayStats) -> None:
+    async def _send_batch(
+        self, token: str, rows: Sequence[OutboxMessage], stats: RelayStats, until: float | None
+    ) -> bool:
+        """Send a claimed batch; False when time ran out before the end of it."""
+        loop = asyncio.get_running_loop()
         unreachable: ConnectionFailure | None = None
         for row in rows:
+            if until is not None and loop.time() >= until:
+                return False
             error: Exception | None = unreachable
             if error is None:
+                if not await self._begin(row, token):
+                    continue  # another relay took it over after our claim lease ran out
                 try:
                     message = self._message(row)
                     await self._transport.send(message, self._settings.desk.sender, row.recipient)
@@ -291,13 +364,23 @@ class Relay:
                     error = unreachable = exc
                 except (PermanentFailure, TransientFailure) as exc:
                     error = exc
-            state = await self._finish(row, error)
+            state = await self._finish(row, token, error)
             for counter in (stats, self.totals):
                 counter.sent += state == "sent"
                 counter.failed += state == "failed"
                 counter.retried += state == "pending"
             if state == "sent":
                 log.info("sent outbox id=%s to=%s subject=%r", row.id, row.recipient, row.subject)
+        return True
+
+    async def _unclaim(self, token: str) -> None:
+        """Give back the rows of a claim that were not started."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.claim_token == token, OutboxMessage.state == "claimed")
+                .values(state="pending", next_attempt_at=self.clock())
+            )
 
     async def close(self) -> None:
         """Close the outbound connection, if one is open."""
@@ -308,7 +391,7 @@ class Relay:
             count = await session.scalar(
                 select(func.count())
                 .select_from(OutboxMessage)
-                .where(or_(OutboxMessage.state == "pending", OutboxMessage.state == "sending"))
+                .where(OutboxMessage.state.in_(WAITING))
             )
         return int(count or 0)
 
@@ -317,7 +400,27 @@ class Relay:
         async with self._sessions() as session:
             return await session.scalar(
                 select(OutboxMessage.next_attempt_at)
-                .where(or_(OutboxMessage.state == "pending", OutboxMessage.state == "sending"))
+                .where(OutboxMessage.state.in_(WAITING))
                 .order_by(OutboxMessage.next_attempt_at)
                 .limit(1)
             )
+
+
+class NotRetryable(Exception):
+    """The notification does not exist or is already on its way."""
+
+
+async def retry_notification(session: AsyncSession, row_id: int, now: datetime) -> OutboxMessage:
+    """Queue a failed, in-doubt or waiting notification to be sent now."""
+    row = await session.get(OutboxMessage, row_id, with_for_update=is_postgresql(session))
+    if row is None:
+        raise NotRetryable(f"no notification {row_id}")
+    if row.state in ("sent", "sending", "claimed"):
+        raise NotRetryable(
+            f"notification {row_id} is {row.state}; only pending, failed or "
+            "unknown ones can be retried"
+        )
+    row.state = "pending"
+    row.next_attempt_at = now
+    row.claim_token = None
+    return row

@@ -14,16 +14,17 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
-from sqlalchemy import case, or_, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import case, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.mail.classify import ignore_reason
 from gateway.mail.parse import ParsedMail, parse_mail
 from gateway.service import Desk, receive_customer_mail
 from gateway.store.db import dialect_insert
-from gateway.store.models import InboundMessage, MailboxCursor, QuarantinedMessage
+from gateway.store.models import InboundMessage, MailboxUid, QuarantinedMessage
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +39,15 @@ class TemporaryFailure(Exception):
     """The message could not be committed for a reason that may pass (database down)."""
 
 
+class MessageTooLarge(Exception):
+    """A message over the configured size; only its head was read."""
+
+
 class _StageFailure(Exception):
     def __init__(self, stage: str, error: BaseException) -> None:
         super().__init__(f"{stage}: {error}")
         self.stage = stage
         self.error = error
-
-
-@dataclass(frozen=True)
-class CursorAdvance:
-    """Move a mailbox cursor in the same transaction as the message it belongs to."""
-
-    mailbox: str
-    uidvalidity: int
-    uid: int
 
 
 @dataclass(frozen=True)
@@ -62,31 +58,53 @@ class Outcome:
     message_id: str | None = None
 
 
+class Acknowledgement(Protocol):
+    """What a channel records about a message in the message's own transaction."""
+
+    async def record(self, session: AsyncSession, outcome: Outcome, now: datetime) -> None: ...
+
+
+@dataclass(frozen=True)
+class UidSeen:
+    """An IMAP message's entry in the UID ledger (the cursor and the ack backlog)."""
+
+    mailbox: str
+    uidvalidity: int
+    uid: int
+
+    async def record(self, session: AsyncSession, outcome: Outcome, now: datetime) -> None:
+        stmt = dialect_insert(session)(MailboxUid).values(
+            mailbox=self.mailbox,
+            uidvalidity=self.uidvalidity,
+            uid=self.uid,
+            outcome=outcome.kind,
+            acked=False,
+            at=now,
+        )
+        await session.execute(stmt.on_conflict_do_nothing())
+
+
+@dataclass(frozen=True)
+class QuarantineResolved:
+    """A reprocessed quarantine entry, closed in the transaction that took it in."""
+
+    quarantine_id: int
+
+    async def record(self, session: AsyncSession, outcome: Outcome, now: datetime) -> None:
+        if outcome.kind == "quarantined":
+            return
+        what = " ".join(p for p in (outcome.kind, outcome.reference or outcome.reason) if p)
+        await session.execute(
+            update(QuarantinedMessage)
+            .where(QuarantinedMessage.id == self.quarantine_id)
+            .values(state="reprocessed", resolved_at=now, resolution=what[:255])
+        )
+
+
 def _is_temporary(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | OSError | ConnectionError):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-
-
-async def advance_cursor(session: AsyncSession, cursor: CursorAdvance, now: datetime) -> None:
-    """Move the mailbox cursor forward (or reset it with a new UIDVALIDITY): one statement."""
-    stmt = dialect_insert(session)(MailboxCursor).values(
-        mailbox=cursor.mailbox, uidvalidity=cursor.uidvalidity, last_uid=cursor.uid, updated_at=now
-    )
-    excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["mailbox"],
-        set_={
-            "uidvalidity": excluded.uidvalidity,
-            "last_uid": case(
-                (MailboxCursor.uidvalidity != excluded.uidvalidity, excluded.last_uid),
-                (excluded.last_uid > MailboxCursor.last_uid, excluded.last_uid),
-                else_=MailboxCursor.last_uid,
-            ),
-            "updated_at": excluded.updated_at,
-        },
-    )
-    await session.execute(stmt)
 
 
 class Pipeline:
@@ -109,16 +127,26 @@ class Pipeline:
         source: str,
         *,
         envelope_recipients: Iterable[str] = (),
-        cursor: CursorAdvance | None = None,
+        ack: Acknowledgement | None = None,
     ) -> Outcome:
         """Take in one message; never raises except TemporaryFailure."""
         digest = hashlib.sha256(raw).hexdigest()
+        recipients = tuple(envelope_recipients)
         try:
-            outcome = await self._ingest(raw, digest, source, tuple(envelope_recipients), cursor)
+            try:
+                outcome = await self._ingest(raw, digest, source, recipients, ack)
+            except _StageFailure as failure:
+                if not isinstance(failure.error, IntegrityError):
+                    raise
+                # A twin (same bytes or Message-ID) was committed by another process
+                # meanwhile; taken again, it is recognised as a duplicate.
+                outcome = await self._ingest(raw, digest, source, recipients, ack)
         except _StageFailure as failure:
             if _is_temporary(failure.error):
                 raise TemporaryFailure(str(failure.error)) from failure.error
-            outcome = await self.quarantine(raw, digest, source, failure, cursor)
+            outcome = await self._quarantine(
+                raw, digest, source, failure.stage, failure.error, ack=ack
+            )
         self._on_commit()
         return outcome
 
@@ -128,7 +156,7 @@ class Pipeline:
         digest: str,
         source: str,
         envelope_recipients: tuple[str, ...],
-        cursor: CursorAdvance | None,
+        ack: Acknowledgement | None,
     ) -> Outcome:
         try:
             mail = parse_mail(raw)
@@ -137,29 +165,63 @@ class Pipeline:
         now = self._clock()
         try:
             async with self._sessions() as session, session.begin():
-                if cursor is not None:
-                    await advance_cursor(session, cursor, now)
-                duplicate = await self._find_duplicate(session, digest, mail)
-                if duplicate is not None:
-                    return duplicate
-                return await self._apply(
-                    session, raw, digest, source, mail, now, envelope_recipients
-                )
+                outcome = await self._deduplicate(session, raw, digest, source, mail, now)
+                if outcome is None:
+                    outcome = await self._apply(
+                        session, raw, digest, source, mail, now, envelope_recipients
+                    )
+                if ack is not None:
+                    await ack.record(session, outcome, now)
+                return outcome
         except Exception as exc:
             raise _StageFailure("process", exc) from exc
 
-    async def _find_duplicate(
-        self, session: AsyncSession, digest: str, mail: ParsedMail
+    async def _deduplicate(
+        self,
+        session: AsyncSession,
+        raw: bytes,
+        digest: str,
+        source: str,
+        mail: ParsedMail,
+        now: datetime,
     ) -> Outcome | None:
+        """The outcome for a message taken in before, or None for a new one.
+
+        The same bytes again leave no trace. The same Message-ID with other bytes (the
+        copy that came by another way, with other Received lines) is kept as a
+        `duplicate` inbound row so nothing is lost, and changes nothing else.
+        """
         condition = InboundMessage.sha256 == digest
         if mail.message_id:
             condition = or_(condition, InboundMessage.message_id == mail.message_id)
-        seen = await session.scalar(select(InboundMessage.id).where(condition).limit(1))
+        seen = (
+            await session.execute(
+                select(InboundMessage.id, InboundMessage.sha256, InboundMessage.ticket_id)
+                .where(condition)
+                .order_by(case((InboundMessage.sha256 == digest, 0), else_=1), InboundMessage.id)
+                .limit(1)
+            )
+        ).first()
         if seen is None:
             return None
-        return Outcome(
-            "duplicate", reason=f"already taken in as message {seen}", message_id=mail.message_id
-        )
+        reason = f"already taken in as message {seen.id}"
+        if seen.sha256 != digest:
+            reason = f"same Message-ID as message {seen.id}"
+            session.add(
+                InboundMessage(
+                    sha256=digest,
+                    message_id=mail.message_id,
+                    source=source,
+                    size=len(raw),
+                    received_at=now,
+                    outcome="duplicate",
+                    reason=reason,
+                    ticket_id=seen.ticket_id,
+                    raw=raw,
+                )
+            )
+        log.info("duplicate message_id=%s source=%s: %s", mail.message_id, source, reason)
+        return Outcome("duplicate", reason=reason, message_id=mail.message_id)
 
     async def _apply(
         self,
@@ -215,23 +277,50 @@ class Pipeline:
             message_id=mail.message_id,
         )
 
-    async def quarantine(
+    async def quarantine_oversize(
+        self,
+        head: bytes,
+        size: int,
+        limit: int,
+        source: str,
+        *,
+        ack: Acknowledgement | None = None,
+    ) -> Outcome:
+        """Record a message too large to take in: its head, its size, and why."""
+        error = MessageTooLarge(
+            f"{size} bytes, over the limit of {limit}; only the first {len(head)} bytes kept"
+        )
+        digest = hashlib.sha256(head).hexdigest()
+        outcome = await self._quarantine(
+            head, digest, source, "intake", error, ack=ack, size=size, truncated=True
+        )
+        self._on_commit()
+        return outcome
+
+    async def _quarantine(
         self,
         raw: bytes,
         digest: str,
         source: str,
-        failure: _StageFailure,
-        cursor: CursorAdvance | None,
+        stage: str,
+        error: BaseException,
+        *,
+        ack: Acknowledgement | None,
+        size: int | None = None,
+        truncated: bool = False,
     ) -> Outcome:
-        """Keep a failed message whole, with the stage and the error, and move on."""
-        error = failure.error
+        """Keep a failed message whole, with the stage and the error, and move on.
+
+        A message that fails again (re-delivered, or reprocessed without a fix) updates
+        its entry instead of adding one.
+        """
         trace = "".join(traceback.format_exception(error))
-        log.warning("quarantined source=%s stage=%s error=%s", source, failure.stage, error)
+        message = f"{type(error).__name__}: {error}"
+        log.warning("quarantined source=%s stage=%s error=%s", source, stage, message)
         now = self._clock()
+        outcome = Outcome("quarantined", reason=f"{stage}: {error}")
         try:
             async with self._sessions() as session, session.begin():
-                if cursor is not None:
-                    await advance_cursor(session, cursor, now)
                 held = await session.scalar(
                     select(QuarantinedMessage.id).where(
                         QuarantinedMessage.sha256 == digest, QuarantinedMessage.state == "held"
@@ -242,14 +331,30 @@ class Pipeline:
                         QuarantinedMessage(
                             sha256=digest,
                             source=source,
-                            stage=failure.stage,
-                            error=f"{type(error).__name__}: {error}",
+                            stage=stage,
+                            error=message,
                             traceback=trace,
                             state="held",
                             created_at=now,
+                            size=len(raw) if size is None else size,
+                            truncated=truncated,
+                            attempts=1,
                             raw=raw,
                         )
                     )
+                else:
+                    await session.execute(
+                        update(QuarantinedMessage)
+                        .where(QuarantinedMessage.id == held)
+                        .values(
+                            stage=stage,
+                            error=message,
+                            traceback=trace,
+                            attempts=QuarantinedMessage.attempts + 1,
+                        )
+                    )
+                if ack is not None:
+                    await ack.record(session, outcome, now)
         except Exception as exc:
             raise TemporaryFailure(f"cannot quarantine: {exc}") from exc
-        return Outcome("quarantined", reason=f"{failure.stage}: {error}")
+        return outcome

@@ -1,9 +1,12 @@
-"""IMAP mailbox channel (aioimaplib): fetch new mail by UID, flag it only after commit.
+"""IMAP mailbox channel (aioimaplib): push (IDLE) or poll, take in by UID, ack after commit.
 
-The cursor (UIDVALIDITY + last UID) is advanced in the message's own transaction, so a
-crash re-fetches at most the messages whose \\Seen flag was not yet stored, and the
-pipeline's dedupe makes that harmless. Fetches go in bounded UID ranges: aioimaplib's
-response parsing grows quadratically with the size of one FETCH response.
+Each message is recorded in the UID ledger in its own transaction; only after that
+commit is it acknowledged on the server (flagged \\Seen, or moved to the processed
+folder). A crash between the two leaves a ledger row not yet acked: the next connect
+acknowledges it without taking the message in again. The highest UID in the ledger
+is the cursor; a UIDVALIDITY change starts a re-scan in which dedupe (Message-ID and
+content hash) keeps every message single. Fetches go in bounded UID ranges:
+aioimaplib's response parsing grows quadratically with the size of one response.
 """
 
 from __future__ import annotations
@@ -14,22 +17,44 @@ import logging
 import re
 import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import aioimaplib
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
 
 from gateway.config import MailboxSettings
-from gateway.pipeline import CursorAdvance, Pipeline, TemporaryFailure
-from gateway.store.models import MailboxCursor
+from gateway.pipeline import Pipeline, TemporaryFailure, UidSeen
+from gateway.store.locks import LockLost, MailboxLock
+from gateway.store.models import MailboxUid
 
 log = logging.getLogger(__name__)
 
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
+_FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+HEAD_BYTES = 64 * 1024  # what is kept of a message over the size limit
 
 
 class ImapError(Exception):
     """The IMAP server refused a command or the connection failed."""
+
+
+# What the mailbox loop recovers from by reconnecting (with backoff).
+RECOVERABLE = (
+    ImapError,
+    OSError,
+    TimeoutError,
+    aioimaplib.AioImapException,
+    TemporaryFailure,
+    LockLost,
+)
 
 
 def _check(response: aioimaplib.Response, what: str) -> aioimaplib.Response:
@@ -56,6 +81,17 @@ def uid_set(uids: list[int]) -> str:
         run_start = prev = uid
     parts.append(f"{run_start}:{prev}" if run_start != prev else str(run_start))
     return ",".join(parts)
+
+
+def parse_sizes(lines: list[bytes | bytearray]) -> dict[int, int]:
+    """{uid: size} from a UID FETCH (UID RFC822.SIZE) response."""
+    sizes: dict[int, int] = {}
+    for line in lines:
+        raw = bytes(line)
+        uid, size = _FETCH_UID.search(raw), _FETCH_SIZE.search(raw)
+        if uid is not None and size is not None:
+            sizes[int(uid.group(1))] = int(size.group(1))
+    return sizes
 
 
 def parse_fetch(lines: list[bytes | bytearray]) -> list[tuple[int, bytes]]:
@@ -86,22 +122,52 @@ async def _disconnect(client: aioimaplib.IMAP4) -> None:
         transport.close()
 
 
+@dataclass
+class _Health:
+    """Log a mailbox's troubles once per change of state, not once per retry."""
+
+    name: str
+    trouble: str | None = None
+
+    def failing(self, what: str) -> None:
+        if what != self.trouble:
+            log.error("mailbox %s: %s; retrying with backoff", self.name, what)
+        self.trouble = what
+
+    def working(self) -> None:
+        if self.trouble is not None:
+            log.info("mailbox %s: connected again", self.name)
+        self.trouble = None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class ImapMailbox:
     def __init__(
         self,
         settings: MailboxSettings,
         sessions: async_sessionmaker[AsyncSession],
         pipeline: Pipeline,
+        engine: AsyncEngine,
     ) -> None:
         self.settings = settings
         self._sessions = sessions
         self._pipeline = pipeline
         self._client: aioimaplib.IMAP4 | None = None
         self._uidvalidity = 0
+        self.lock = MailboxLock(engine, settings.name)
+        self._health = _Health(settings.name)
 
     @property
     def source(self) -> str:
         return f"imap:{self.settings.name}"
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
 
     async def connect(self) -> None:
         s = self.settings
@@ -117,10 +183,12 @@ class ImapMailbox:
         try:
             await client.wait_hello_from_server()
             _check(await client.login(s.username, s.secret()), "LOGIN")
+            if s.processed_folder:
+                await self._ensure_folder(client, s.processed_folder)
             selected = _check(await client.select(s.folder), f"SELECT {s.folder}")
         except (OSError, TimeoutError, aioimaplib.AioImapException) as exc:
             await _disconnect(client)
-            raise ImapError(f"{s.host}:{s.port}: {type(exc).__name__}: {exc}") from exc
+            raise ImapError(f"{s.host}:{s.port}: {_describe(exc)}") from exc
         except ImapError:
             await _disconnect(client)
             raise
@@ -133,26 +201,61 @@ class ImapMailbox:
         self._uidvalidity = int(match.group(1))
         self._client = client
 
+    @staticmethod
+    async def _ensure_folder(client: aioimaplib.IMAP4, folder: str) -> None:
+        if not client.has_capability("MOVE"):
+            raise ImapError(
+                f"processed_folder {folder!r} needs the IMAP MOVE capability, "
+                "which this server does not offer"
+            )
+        listed = _check(await client.list('""', f'"{folder}"'), f"LIST {folder}")
+        if not any(b"LIST" in bytes(line) for line in listed.lines[:-1]):
+            _check(await client.create(_quoted(folder)), f"CREATE {folder}")
+            log.info("created folder %s for processed mail", folder)
+
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await _disconnect(client)
 
     async def _cursor(self) -> int:
-        """The last UID committed for this mailbox; 0 after a UIDVALIDITY change."""
+        """The highest UID in the ledger for the current UIDVALIDITY (0: read all)."""
+        name = self.settings.name
         async with self._sessions() as session:
-            row = await session.get(MailboxCursor, self.settings.name)
-        if row is None:
-            return 0
-        if row.uidvalidity != self._uidvalidity:
-            log.warning(
-                "mailbox %s: UIDVALIDITY changed %s -> %s, rescanning (dedupe keeps it single)",
-                self.settings.name,
-                row.uidvalidity,
-                self._uidvalidity,
+            last = await session.scalar(
+                select(func.max(MailboxUid.uid)).where(
+                    MailboxUid.mailbox == name, MailboxUid.uidvalidity == self._uidvalidity
+                )
             )
-            return 0
-        return row.last_uid
+            if last is None:
+                other = await session.scalar(
+                    select(MailboxUid.uidvalidity)
+                    .where(MailboxUid.mailbox == name)
+                    .order_by(MailboxUid.at.desc())
+                    .limit(1)
+                )
+                if other is not None:
+                    log.warning(
+                        "mailbox %s: UIDVALIDITY changed %s -> %s, rescanning "
+                        "(dedupe keeps every message single)",
+                        name,
+                        other,
+                        self._uidvalidity,
+                    )
+        return int(last or 0)
+
+    async def _unacked(self) -> list[int]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(MailboxUid.uid)
+                .where(
+                    MailboxUid.mailbox == self.settings.name,
+                    MailboxUid.uidvalidity == self._uidvalidity,
+                    MailboxUid.acked.is_(False),
+                )
+                .order_by(MailboxUid.uid)
+            )
+            return list(rows)
 
     async def _new_uids(self, after: int) -> list[int]:
         assert self._client is not None
@@ -168,58 +271,196 @@ class ImapMailbox:
         if self._client is None:
             await self.connect()
         assert self._client is not None
+        backlog = await self._unacked()
+        if backlog:
+            log.info(
+                "mailbox %s: acknowledging %d message(s) committed before a restart",
+                self.settings.name,
+                len(backlog),
+            )
+            for chunk in uid_ranges(backlog, self.settings.fetch_batch):
+                await self._acknowledge(chunk)
         handled = 0
         uids = await self._new_uids(await self._cursor())
         for chunk in uid_ranges(uids, self.settings.fetch_batch):
             if stop is not None and stop.is_set():
                 break
-            response = _check(
-                await self._client.uid("fetch", uid_set(chunk), "(UID BODY.PEEK[])"), "UID FETCH"
-            )
             done: list[int] = []
             try:
-                for uid, raw in parse_fetch(response.lines):
-                    cursor = CursorAdvance(self.settings.name, self._uidvalidity, uid)
-                    await self._pipeline.ingest(raw, f"{self.source}:{uid}", cursor=cursor)
-                    done.append(uid)
-                    handled += 1
-                    if stop is not None and stop.is_set():
-                        break
+                handled += await self._take_in(chunk, done, stop)
             finally:
                 if done:
-                    await self._mark_seen(done)
+                    await self._acknowledge(done)
         return handled
 
-    async def _mark_seen(self, uids: list[int]) -> None:
+    async def _take_in(self, chunk: list[int], done: list[int], stop: asyncio.Event | None) -> int:
+        """Fetch and ingest one UID range; `done` collects what was committed."""
         assert self._client is not None
-        _check(
-            await self._client.uid("store", uid_set(uids), "+FLAGS.SILENT", r"(\Seen)"),
-            "UID STORE",
+        limit = self.settings.max_message_bytes
+        sizes = parse_sizes(
+            _check(
+                await self._client.uid("fetch", uid_set(chunk), "(UID RFC822.SIZE)"),
+                "UID FETCH SIZE",
+            ).lines
         )
+        small = [uid for uid in chunk if sizes.get(uid, 0) <= limit]
+        large = [uid for uid in chunk if sizes.get(uid, 0) > limit]
+        handled = 0
+        if small:
+            response = _check(
+                await self._client.uid("fetch", uid_set(small), "(UID BODY.PEEK[])"), "UID FETCH"
+            )
+            for uid, raw in parse_fetch(response.lines):
+                ack = UidSeen(self.settings.name, self._uidvalidity, uid)
+                await self._pipeline.ingest(raw, f"{self.source}:{uid}", ack=ack)
+                done.append(uid)
+                handled += 1
+                if stop is not None and stop.is_set():
+                    return handled
+        for uid in large:
+            response = _check(
+                await self._client.uid("fetch", str(uid), f"(UID BODY.PEEK[]<0.{HEAD_BYTES}>)"),
+                "UID FETCH HEAD",
+            )
+            for _uid, head in parse_fetch(response.lines):
+                ack = UidSeen(self.settings.name, self._uidvalidity, uid)
+                await self._pipeline.quarantine_oversize(
+                    head, sizes[uid], limit, f"{self.source}:{uid}", ack=ack
+                )
+                done.append(uid)
+                handled += 1
+        return handled
+
+    async def _acknowledge(self, uids: list[int]) -> None:
+        """Flag (or move) committed messages on the server, then mark them acked."""
+        assert self._client is not None
+        folder = self.settings.processed_folder
+        if folder:
+            _check(await self._client.uid("move", uid_set(uids), _quoted(folder)), "UID MOVE")
+        else:
+            _check(
+                await self._client.uid("store", uid_set(uids), "+FLAGS.SILENT", r"(\Seen)"),
+                "UID STORE",
+            )
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(MailboxUid)
+                .where(
+                    MailboxUid.mailbox == self.settings.name,
+                    MailboxUid.uidvalidity == self._uidvalidity,
+                    MailboxUid.uid.in_(uids),
+                )
+                .values(acked=True)
+            )
+
+    async def wait_for_mail(self, stop: asyncio.Event) -> None:
+        """Until new mail may be there: IDLE when offered, else the poll interval."""
+        client = self._client
+        if client is not None and self.settings.idle and client.has_capability("IDLE"):
+            await self._idle(client, stop)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_seconds)
+
+    async def _idle(self, client: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
+        renew = self.settings.idle_renew_seconds
+        idle = await client.idle_start(timeout=renew)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            while client.has_pending_idle():
+                push = asyncio.ensure_future(client.wait_server_push(timeout=renew + 30))
+                done, _ = await asyncio.wait(
+                    {push, stopper, idle}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if push not in done:
+                    push.cancel()
+                    break
+                lines = push.result()  # TimeoutError: the server went silent
+                if lines == aioimaplib.STOP_WAIT_SERVER_PUSH:
+                    break  # time to renew the IDLE
+                if any(b"EXISTS" in bytes(line) for line in lines):
+                    break
+        finally:
+            stopper.cancel()
+            if client.has_pending_idle():
+                client.idle_done()
+        _check(await asyncio.wait_for(idle, self.settings.timeout_seconds), "IDLE")
+
+    async def _start(self, stop: asyncio.Event) -> None:
+        """Connect and take in what waits: the step that is retried with backoff."""
+        await self.close()
+        await self.connect()
+        await self.drain(stop)
+        self._health.working()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        """Wait for mail and take it in, until stopped or an error."""
+        while not stop.is_set():
+            await self.wait_for_mail(stop)
+            if stop.is_set():
+                break
+            await self.lock.check()
+            await self.drain(stop)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll until stopped; connection problems are logged once and retried."""
-        failing = False
-        delay = 1.0
-        while not stop.is_set():
-            try:
-                await self.drain(stop)
-                if failing:
-                    log.info("mailbox %s: connected again", self.settings.name)
-                failing, delay = False, 1.0
-                wait = self.settings.poll_seconds
-            except (
-                ImapError,
-                OSError,
-                TimeoutError,
-                aioimaplib.AioImapException,
-                TemporaryFailure,
-            ) as exc:
-                if not failing:
-                    log.error("mailbox %s: %s; retrying with backoff", self.settings.name, exc)
-                failing = True
-                await self.close()
-                wait, delay = delay, min(delay * 2, 300.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
-        await self.close()
+        """Read this mailbox until stopped: lock, connect, drain, wait; recover from errors."""
+        name = self.settings.name
+        standby_logged = False
+        try:
+            while not stop.is_set():
+                try:
+                    if not await self.lock.acquire():
+                        if not standby_logged:
+                            log.info("mailbox %s: read by another daemon; standing by", name)
+                            standby_logged = True
+                        await _sleep_unless(stop, self.settings.lock_retry_seconds)
+                        continue
+                    if standby_logged:
+                        log.info("mailbox %s: taken over from another daemon", name)
+                        standby_logged = False
+                    async for attempt in self._retrying(stop):
+                        with attempt:
+                            await self._start(stop)
+                    await self._serve(stop)
+                except RECOVERABLE as exc:
+                    # A working connection failed: try again at once, then back off.
+                    self._health.failing(_describe(exc))
+                    await self.close()
+                except Exception as exc:  # the database is down while locking, or a bug
+                    if self._health.trouble != _describe(exc):
+                        log.exception("mailbox %s: unexpected error", name)
+                    self._health.failing(_describe(exc))
+                    await self.close()
+                    await self.lock.release()
+                    await _sleep_unless(stop, min(10.0, self.settings.reconnect_max_seconds))
+        finally:
+            await self.close()
+            await self.lock.release()
+
+    def _retrying(self, stop: asyncio.Event) -> AsyncRetrying:
+        """Capped exponential backoff with jitter; gives up only when stopping."""
+
+        def note(state: RetryCallState) -> None:
+            if state.outcome is not None and (exc := state.outcome.exception()) is not None:
+                self._health.failing(_describe(exc))
+
+        async def sleep(seconds: float) -> None:
+            await _sleep_unless(stop, seconds)
+
+        return AsyncRetrying(
+            retry=retry_if_exception_type(RECOVERABLE),
+            wait=wait_exponential_jitter(initial=1, max=self.settings.reconnect_max_seconds),
+            stop=lambda _state: stop.is_set(),
+            sleep=sleep,
+            before_sleep=note,
+            reraise=True,
+        )
+
+
+def _quoted(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

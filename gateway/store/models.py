@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
@@ -126,13 +127,24 @@ class InboundMessage(Base):
     """Every message taken in, with its raw bytes and what became of it."""
 
     __tablename__ = "inbound_messages"
+    # One message per Message-ID, except the recorded copies of one (outcome duplicate):
+    # two daemons taking in the same mail at once cannot both make a ticket.
+    __table_args__ = (
+        Index(
+            "uq_inbound_messages_message_id",
+            "message_id",
+            unique=True,
+            postgresql_where=text("outcome <> 'duplicate'"),
+            sqlite_where=text("outcome <> 'duplicate'"),
+        ),
+    )
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     source: Mapped[str] = mapped_column(String(128))
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime]
-    outcome: Mapped[str] = mapped_column(String(16))  # ticket | article | ignored
+    outcome: Mapped[str] = mapped_column(String(16))  # ticket | article | ignored | duplicate
     reason: Mapped[str | None] = mapped_column(String(128))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
@@ -150,17 +162,38 @@ class QuarantinedMessage(Base):
     traceback: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), default="held")  # held|reprocessed|discarded
     created_at: Mapped[datetime]
+    size: Mapped[int] = mapped_column(BigInteger, default=0)  # of the whole message
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)  # raw holds the head only
+    attempts: Mapped[int] = mapped_column(Integer, default=1)  # failures so far
+    resolved_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(String(255))  # what reprocess made of it
     raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
 
 
-class MailboxCursor(Base):
-    """How far a mailbox has been read: UIDVALIDITY and the last UID committed."""
+class MailboxUid(Base):
+    """The UID ledger: every IMAP message taken in, per mailbox and UIDVALIDITY.
 
-    __tablename__ = "mailbox_cursors"
+    A row is written in the message's own transaction; `acked` is set once the
+    message is flagged \\Seen (or moved) on the server. The highest UID is the cursor;
+    rows not yet acked after a crash are acknowledged at the next connect.
+    """
+
+    __tablename__ = "mailbox_uids"
+    __table_args__ = (
+        Index(
+            "ix_mailbox_uids_unacked",
+            "mailbox",
+            "uidvalidity",
+            postgresql_where=text("NOT acked"),
+            sqlite_where=text("NOT acked"),
+        ),
+    )
     mailbox: Mapped[str] = mapped_column(String(64), primary_key=True)
-    uidvalidity: Mapped[int] = mapped_column(BigInteger)
-    last_uid: Mapped[int] = mapped_column(BigInteger)
-    updated_at: Mapped[datetime]
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    acked: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime]
 
 
 class OutboxMessage(Base):
@@ -181,7 +214,11 @@ class OutboxMessage(Base):
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[str | None] = mapped_column(Text)  # space-separated Message-IDs
     auto_submitted: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str] = mapped_column(String(16))  # pending | sending | sent | failed
+    # pending -> claimed (a relay took it, lease in next_attempt_at) -> sending (the
+    # SMTP DATA is under way) -> sent | pending (retry) | failed; a `sending` row whose
+    # relay died becomes `unknown`: it may have been delivered and is not resent.
+    state: Mapped[str] = mapped_column(String(16))
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import delete, select
 
 from gateway.app import run_once
 from gateway.config import MailboxSettings
 from gateway.intake.imap import ImapError, ImapMailbox
+from gateway.store.models import MailboxUid
 from tests.conftest import GatewayFactory
 from tests.integration.helpers import counts, detail, outbox_rows
 from tests.support.dovecot import Dovecot, ImapAccount, free_port
@@ -73,20 +75,18 @@ async def test_running_once_twice_doubles_nothing(
     assert len(sink.messages) == 5
 
 
-async def test_refetch_after_lost_cursor_finds_duplicates_not_new_tickets(
+async def test_refetch_after_lost_ledger_finds_duplicates_not_new_tickets(
     make_gateway: GatewayFactory, imap_account: ImapAccount, sink: SmtpSink
 ) -> None:
-    """A crash between commit and \\Seen, or a cursor reset: the mail is read again."""
+    """A lost UID ledger (or a new UIDVALIDITY): the mail is read again, dedupe holds."""
     imap_account.append(make_mail(), make_mail(subject="Tweede"))
     gateway = await make_gateway(mailboxes=[imap_mailbox(imap_account)])
     await run_once(gateway)
     before = await counts(gateway)
     async with gateway.sessions() as session, session.begin():
-        from gateway.store.models import MailboxCursor
-
-        cursor = await session.get(MailboxCursor, "desk")
-        assert cursor is not None and cursor.last_uid == 2
-        cursor.last_uid = 0
+        uids = list(await session.scalars(select(MailboxUid.uid).order_by(MailboxUid.uid)))
+        assert uids == [1, 2]
+        await session.execute(delete(MailboxUid))
     again = await run_once(gateway)
     assert again.messages == 2
     assert await counts(gateway) == before
@@ -109,7 +109,7 @@ async def test_wrong_password_is_a_clear_login_error(lone_dovecot: Dovecot) -> N
     account = lone_dovecot.new_account()
     account.password = "wrong"
     settings = MailboxSettings.model_validate(imap_mailbox(account))
-    mailbox = ImapMailbox(settings, sessions=None, pipeline=None)  # type: ignore[arg-type]
+    mailbox = ImapMailbox(settings, sessions=None, pipeline=None, engine=None)  # type: ignore[arg-type]
     with pytest.raises(ImapError, match="LOGIN failed"):
         await mailbox.connect()
 

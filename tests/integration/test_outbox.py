@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
+from gateway.outbox import NotRetryable, RelayStats, retry_notification
 from gateway.store.models import OutboxMessage
 from tests.conftest import GatewayFactory
 from tests.integration.helpers import outbox_rows
@@ -85,18 +88,89 @@ async def test_rows_fail_when_the_retry_deadline_has_passed(
     assert row.last_error is not None and "421" in row.last_error
 
 
-async def test_row_left_sending_by_a_crash_is_sent_when_its_lease_ends(
+async def _set_all(gateway, **values):  # type: ignore[no-untyped-def]
+    async with gateway.sessions() as session, session.begin():
+        await session.execute(update(OutboxMessage).values(**values))
+
+
+async def test_batch_claimed_by_a_relay_that_died_is_sent_when_the_claim_lease_ends(
     make_gateway: GatewayFactory, sink: SmtpSink, clock: Clock
 ) -> None:
     gateway = await make_gateway()
     await gateway.pipeline.ingest(make_mail(), "t")
-    async with gateway.sessions() as session, session.begin():
-        await session.execute(
-            update(OutboxMessage).values(
-                state="sending", attempts=1, next_attempt_at=clock().replace(year=2030)
-            )
-        )
+    lease_end = clock() + timedelta(seconds=60)
+    await _set_all(gateway, state="claimed", claim_token="dead", next_attempt_at=lease_end)
     assert (await gateway.relay.send_due()).sent == 0
-    clock.now = clock.now.replace(year=2030)
+    clock.now = lease_end
     assert (await gateway.relay.send_due()).sent == 1
+    (row,) = await outbox_rows(gateway)
+    assert (row.state, row.attempts) == ("sent", 1)
     assert len(sink.messages) == 1
+
+
+async def test_row_a_relay_died_delivering_is_in_doubt_and_not_resent(
+    make_gateway: GatewayFactory, sink: SmtpSink, clock: Clock
+) -> None:
+    """At most once: the server may have accepted it before the relay could record it."""
+    gateway = await make_gateway()
+    await gateway.pipeline.ingest(make_mail(), "t")
+    lease_end = clock() + timedelta(minutes=5)
+    await _set_all(gateway, state="sending", attempts=1, claim_token="dead",
+                   next_attempt_at=lease_end)  # fmt: skip
+    assert (await gateway.relay.send_due()).sent == 0
+    (row,) = await outbox_rows(gateway)
+    assert row.state == "sending"  # its relay may still be at it
+    clock.now = lease_end
+    assert (await gateway.relay.send_due()).sent == 0
+    (row,) = await outbox_rows(gateway)
+    assert row.state == "unknown"
+    assert row.last_error is not None and "may have been delivered" in row.last_error
+    assert sink.messages == []
+    assert await gateway.relay.pending_count() == 0
+
+
+async def test_row_taken_over_by_another_relay_is_not_sent_by_the_first(
+    make_gateway: GatewayFactory, sink: SmtpSink, clock: Clock
+) -> None:
+    """A relay whose claim lease ran out finds its row re-claimed and skips it."""
+    gateway = await make_gateway()
+    await gateway.pipeline.ingest(make_mail(), "t")
+    token, rows = await gateway.relay._claim()
+    assert [r.state for r in rows] == ["claimed"]
+    await _set_all(gateway, claim_token="other-relay")
+    stats = RelayStats()
+    await gateway.relay._send_batch(token, rows, stats, None)
+    (row,) = await outbox_rows(gateway)
+    assert (stats.sent, row.state, row.claim_token) == (0, "claimed", "other-relay")
+    assert sink.messages == []
+
+
+async def test_retry_queues_a_failed_or_doubtful_row_and_refuses_a_sent_one(
+    make_gateway: GatewayFactory, sink: SmtpSink, clock: Clock
+) -> None:
+    gateway = await make_gateway()
+    await gateway.pipeline.ingest(make_mail(), "t")
+    await _set_all(gateway, state="unknown", attempts=1)
+    (row,) = await outbox_rows(gateway)
+    async with gateway.sessions() as session, session.begin():
+        await retry_notification(session, row.id, clock())
+    assert (await gateway.relay.send_due()).sent == 1
+    async with gateway.sessions() as session, session.begin():
+        with pytest.raises(NotRetryable, match="is sent"):
+            await retry_notification(session, row.id, clock())
+        with pytest.raises(NotRetryable, match="no notification"):
+            await retry_notification(session, row.id + 100, clock())
+    assert len(sink.messages) == 1
+
+
+async def test_stop_deadline_leaves_unstarted_rows_queued_not_claimed(
+    make_gateway: GatewayFactory, sink: SmtpSink
+) -> None:
+    gateway = await make_gateway()
+    for i in range(3):
+        await gateway.pipeline.ingest(make_mail(subject=f"Melding {i}"), "t")
+    stats = await gateway.relay.send_due(until=asyncio.get_running_loop().time())
+    rows = await outbox_rows(gateway)
+    assert stats.sent == 0
+    assert {r.state for r in rows} == {"pending"}
+    assert (await gateway.relay.send_due()).sent == 3

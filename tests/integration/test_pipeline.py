@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import select
+
 from gateway.domain.model import Status
 from gateway.service import agent_reply, change_status, get_ticket, open_ticket
+from gateway.store.models import InboundMessage
 from tests.conftest import GatewayFactory
 from tests.integration.helpers import counts, detail, outbox_rows
 from tests.support.mails import make_mail
@@ -163,10 +166,29 @@ async def test_same_message_twice_changes_nothing_the_second_time(
     first = await gateway.pipeline.ingest(raw, "imap:desk:1")
     before = await counts(gateway)
     second = await gateway.pipeline.ingest(raw, "smtp:listener")
-    resent = await gateway.pipeline.ingest(raw.replace(b"Date:", b"X-Relayed: yes\r\nDate:"), "t")
-    assert first.kind == "ticket"
-    assert (second.kind, resent.kind) == ("duplicate", "duplicate")
+    assert (first.kind, second.kind) == ("ticket", "duplicate")
     assert await counts(gateway) == before
+
+
+async def test_copy_with_the_same_message_id_is_kept_as_a_duplicate_and_changes_nothing(
+    make_gateway: GatewayFactory,
+) -> None:
+    """The same mail by another way (other Received lines): recorded, not acted on."""
+    gateway = await make_gateway()
+    raw = make_mail()
+    await gateway.pipeline.ingest(raw, "imap:desk:1")
+    before = await counts(gateway)
+    relayed = raw.replace(b"Date:", b"X-Relayed: yes\r\nDate:")
+    outcome = await gateway.pipeline.ingest(relayed, "lmtp:desk")
+    again = await gateway.pipeline.ingest(relayed, "lmtp:desk")
+    assert (outcome.kind, again.kind) == ("duplicate", "duplicate")
+    assert outcome.reason == "same Message-ID as message 1"
+    assert await counts(gateway) == {**before, "inbound": before["inbound"] + 1}
+    async with gateway.sessions() as session:
+        copy = await session.scalar(
+            select(InboundMessage).where(InboundMessage.outcome == "duplicate")
+        )
+    assert copy is not None and copy.source == "lmtp:desk" and copy.ticket_id is not None
 
 
 async def test_unparseable_message_is_quarantined_and_the_next_one_goes_through(
@@ -317,3 +339,18 @@ async def test_references_stay_unique_when_tickets_open_concurrently(
 
     refs = await asyncio.gather(*(open_one(i) for i in range(20)))
     assert sorted(refs) == [f"VTM-2026-{n:06d}" for n in range(1, 21)]
+
+
+async def test_two_processes_taking_in_the_same_mail_at_once_make_one_ticket(
+    make_gateway: GatewayFactory,
+) -> None:
+    """Two daemons (own engines) get the same mail by two ways at the same moment."""
+    first, second = await make_gateway(), await make_gateway()
+    raw = make_mail()
+    relayed = raw.replace(b"Date:", b"X-Relayed: yes\r\nDate:")
+    outcomes = await asyncio.gather(
+        first.pipeline.ingest(raw, "imap:desk:1"), second.pipeline.ingest(relayed, "lmtp:desk")
+    )
+    assert sorted(o.kind for o in outcomes) == ["duplicate", "ticket"]
+    c = await counts(first)
+    assert (c["tickets"], c["articles"], c["outbox"], c["quarantine"]) == (1, 1, 1, 0)
