@@ -30,7 +30,9 @@ from gateway.app import (
 )
 from gateway.config import ConfigError, Settings, load_settings, resolve_config_path
 from gateway.domain.model import Category, Impact, Status, Urgency
-from gateway.pipeline import utc_now
+from gateway.outbox import STATES, NotRetryable, retry_notification
+from gateway.pipeline import Outcome, TemporaryFailure, utc_now
+from gateway.quarantine import QuarantineError, discard, held_ids, reprocess
 from gateway.service import (
     TicketError,
     agent_reply,
@@ -96,7 +98,7 @@ def _with_gateway(ctx: click.Context, work: Callable[[Gateway], Awaitable[T]]) -
         return asyncio.run(main())
     except NotMigrated as exc:
         _fail(str(exc))
-    except TicketError as exc:
+    except (TicketError, QuarantineError, NotRetryable) as exc:
         _fail(str(exc))
 
 
@@ -493,13 +495,75 @@ def quarantine_show(ctx: click.Context, entry_id: int, as_json: bool, raw: bool)
         click.echo(view["traceback"])
 
 
+def _outcome_line(outcome: Outcome) -> str:
+    detail = outcome.reference or outcome.reason or ""
+    return f"{outcome.kind} {detail}".strip()
+
+
+@quarantine.command("reprocess")
+@click.argument("entry_id", type=int, required=False)
+@click.option("--all", "every", is_flag=True, help="Every held entry, oldest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def quarantine_reprocess(
+    ctx: click.Context, entry_id: int | None, every: bool, as_json: bool
+) -> None:
+    """Run held messages through the pipeline again (after a fix); each is taken in once.
+
+    A message that fails again stays held, with the new error and one more attempt.
+    """
+    if (entry_id is None) == (not every):
+        raise click.UsageError("give an entry ID or --all (not both)")
+
+    async def work(gateway: Gateway) -> list[dict[str, Any]]:
+        ids = await held_ids(gateway.sessions) if every else [entry_id or 0]
+        results: list[dict[str, Any]] = []
+        for one in ids:
+            try:
+                outcome = await reprocess(gateway.sessions, gateway.pipeline, one)
+            except TemporaryFailure as exc:
+                raise QuarantineError(f"entry {one}: temporary failure, try again: {exc}") from exc
+            results.append({"id": one, "outcome": outcome.kind, "reference": outcome.reference,
+                            "reason": outcome.reason})  # fmt: skip
+        return results
+
+    results = _with_gateway(ctx, work)
+    _print_rows(
+        results,
+        as_json,
+        "nothing held to reprocess",
+        lambda row: f"{row['id']:>6} {row['outcome']} {row['reference'] or row['reason'] or ''}",
+    )
+    if any(row["outcome"] == "quarantined" for row in results):
+        sys.exit(1)
+
+
+@quarantine.command("discard")
+@click.argument("entry_id", type=int)
+@click.option("--agent", help="Who discards it (default: $TICKET_GATEWAY_AGENT or login).")
+@click.pass_context
+def quarantine_discard(ctx: click.Context, entry_id: int, agent: str | None) -> None:
+    """Mark a held message as dealt with; it is kept for the record, never processed."""
+    by = _agent(agent)
+
+    async def work(gateway: Gateway) -> None:
+        await discard(gateway.sessions, entry_id, by, utc_now())
+
+    _with_gateway(ctx, work)
+    click.echo(f"quarantine entry {entry_id} discarded")
+
+
 @main.group()
 def outbox() -> None:
     """Notifications waiting, sent or failed."""
 
 
 @outbox.command("list")
-@click.option("--state", type=click.Choice(["pending", "sending", "sent", "failed"]))
+@click.option(
+    "--state",
+    type=click.Choice(STATES),
+    help="Only this state (unknown: the relay stopped mid-delivery; not resent by itself).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
@@ -526,3 +590,99 @@ def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
             + (f"  [{row['last_error']}]" if row["last_error"] else "")
         ),
     )
+
+
+@outbox.command("retry")
+@click.argument("row_id", type=int)
+@click.pass_context
+def outbox_retry(ctx: click.Context, row_id: int) -> None:
+    """Send a failed or in-doubt (unknown) notification again, as soon as the relay runs."""
+
+    async def work(gateway: Gateway) -> str:
+        async with gateway.sessions() as session, session.begin():
+            row = await retry_notification(session, row_id, utc_now())
+            return row.recipient
+
+    to = _with_gateway(ctx, work)
+    click.echo(f"notification {row_id} to {to} queued")
+
+
+EX_DATAERR = 65  # sysexits.h: the message is refused for good (the MTA bounces it)
+EX_TEMPFAIL = 75  # sysexits.h: try again later (the MTA keeps the message queued)
+
+
+@main.command()
+@click.option(
+    "--recipient",
+    "recipients",
+    multiple=True,
+    help="Envelope recipient (repeatable), e.g. Postfix ${recipient}; picks the team.",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(1024),
+    default=25 * 1024 * 1024,
+    show_default=True,
+    help="Larger messages are quarantined (head only) and refused.",
+)
+@click.pass_context
+def deliver(ctx: click.Context, recipients: tuple[str, ...], max_bytes: int) -> None:
+    """Take in one message from standard input (an MTA pipe: Postfix, Exim).
+
+    Exit 0 once it is committed (a ticket, an article, ignored, a duplicate or
+    quarantined); 75 (EX_TEMPFAIL) on any failure that may pass (database down, bad
+    config), so the MTA keeps the message and retries; 65 when it is over --max-bytes.
+    """
+    path = resolve_config_path(ctx.obj.get("config_path"))
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"{exc.path}: {problem}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    _setup_logging(settings)
+    head, size = _read_bounded(sys.stdin.buffer, max_bytes)
+
+    async def work() -> int:
+        gateway = build(settings)
+        try:
+            await prepare_database(gateway)
+            if size > max_bytes:
+                await gateway.pipeline.quarantine_oversize(head, size, max_bytes, "deliver")
+                click.echo(
+                    f"ticket-gateway: message of {size} bytes is over the limit of "
+                    f"{max_bytes} bytes",
+                    err=True,
+                )
+                return EX_DATAERR
+            outcome = await gateway.pipeline.ingest(head, "deliver", envelope_recipients=recipients)
+            click.echo(_outcome_line(outcome))
+            return 0
+        finally:
+            await gateway.close()
+
+    try:
+        code = asyncio.run(work())
+    except Exception as exc:  # whatever it is, the MTA keeps the message
+        click.echo(f"ticket-gateway: temporary failure, not taken in: {exc}", err=True)
+        code = EX_TEMPFAIL
+    sys.exit(code)
+
+
+HEAD_BYTES = 64 * 1024  # what is kept of a message over the limit
+
+
+def _read_bounded(stream: Any, limit: int) -> tuple[bytes, int]:
+    """The message if it fits in `limit`, else its first 64 KiB; and its whole size.
+
+    Never holds more than `limit` plus one block in memory.
+    """
+    data = bytearray()
+    size = 0
+    while block := stream.read(1 << 16):
+        size += len(block)
+        if size - len(block) <= limit:  # nothing dropped yet
+            data += block
+            if size > limit:
+                del data[HEAD_BYTES:]
+    return bytes(data), size

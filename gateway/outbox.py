@@ -210,8 +210,9 @@ class Relay:
 
     @property
     def _sending_lease(self) -> timedelta:
-        """How long one SMTP transaction may take before its row is in doubt."""
-        return timedelta(seconds=self._settings.outbound.timeout_seconds * 4 + 30)
+        """How long one SMTP transaction may take before its row is in doubt: connect,
+        MAIL, RCPT, DATA and the message, each within timeout_seconds."""
+        return timedelta(seconds=self._settings.outbound.timeout_seconds * 6)
 
     async def _claim(self) -> tuple[str, list[OutboxMessage]]:
         """Mark dead relays' deliveries in doubt, then claim a batch of due rows."""

@@ -96,7 +96,7 @@ class QuarantineResolved:
         what = " ".join(p for p in (outcome.kind, outcome.reference or outcome.reason) if p)
         await session.execute(
             update(QuarantinedMessage)
-            .where(QuarantinedMessage.id == self.quarantine_id)
+            .where(QuarantinedMessage.id == self.quarantine_id, QuarantinedMessage.state == "held")
             .values(state="reprocessed", resolved_at=now, resolution=what[:255])
         )
 

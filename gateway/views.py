@@ -111,8 +111,13 @@ def quarantine_view(row: QuarantinedMessage, *, full: bool = False) -> dict[str,
         "stage": row.stage,
         "error": row.error,
         "state": row.state,
+        "attempts": row.attempts,
+        "size": row.size,
+        "truncated": row.truncated,
         "sha256": row.sha256,
         "created_at": iso(row.created_at),
+        "resolved_at": iso(row.resolved_at),
+        "resolution": row.resolution,
     }
     if full:
         view["traceback"] = row.traceback

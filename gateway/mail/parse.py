@@ -13,6 +13,10 @@ from gateway.mail.html import html_to_text
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _WHITESPACE = re.compile(r"\s+")
+# Control characters no database column should hold (PostgreSQL refuses NUL in text).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_HEADER_CHARS = 998  # RFC 5322 line limit; also the size of the subject columns
+MAX_ADDRESS_CHARS = 254  # RFC 5321 path limit
 
 
 class UnparseableMail(Exception):
@@ -53,9 +57,10 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     return tuple(found)
 
 
-def one_line(value: str) -> str:
-    """A header value folded to one line: CR, LF and runs of whitespace become one space."""
-    return _WHITESPACE.sub(" ", value).strip()
+def one_line(value: str, limit: int = MAX_HEADER_CHARS) -> str:
+    """A header value folded to one line: CR, LF and runs of whitespace become one space,
+    control characters go, and at most `limit` characters are kept."""
+    return _WHITESPACE.sub(" ", _CONTROL.sub("", value)).strip()[:limit]
 
 
 def addresses(values: list[tuple[str, str]] | None) -> tuple[str, ...]:
@@ -113,12 +118,20 @@ def parse_mail(raw: bytes) -> ParsedMail:
     senders = addresses(mail.from_) or addresses(getaddresses(_header_values(message, "sender")))
     if not senders:
         raise UnparseableMail("no sender address (From/Sender missing or empty)")
+    if len(senders[0]) > MAX_ADDRESS_CHARS:
+        raise UnparseableMail(f"sender address longer than {MAX_ADDRESS_CHARS} characters")
     sender_name = next((one_line(n) for n, a in mail.from_ or [] if a.lower() == senders[0]), "")
 
     text = "\n".join(part for part in mail.text_plain if part.strip())
     if not text.strip() and mail.text_html:
         text = "\n\n".join(html_to_text(part) for part in mail.text_html)
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    subject = mail.subject or ""
+    if isinstance(subject, list):  # more than one Subject header: the first counts
+        subject = str(subject[0]) if subject else ""
+    message_id = next(iter(message_ids(_header(message, "message-id"))), None)
+    if message_id is not None and len(message_id) > MAX_HEADER_CHARS:
+        message_id = None  # not a usable key; the content hash still dedupes
 
     headers = {}
     for name in _KEPT_HEADERS:
@@ -130,8 +143,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
         _header_values(message, "delivered-to") + _header_values(message, "x-original-to")
     )
     return ParsedMail(
-        message_id=next(iter(message_ids(_header(message, "message-id"))), None),
-        subject=one_line(mail.subject or ""),
+        message_id=message_id,
+        subject=one_line(subject),
         sender=senders[0],
         sender_name=sender_name,
         to=addresses(mail.to),

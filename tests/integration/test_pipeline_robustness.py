@@ -85,11 +85,14 @@ async def assert_accounted_for(gateway: Gateway, raw: bytes, outcome: Outcome) -
     digest = hashlib.sha256(raw).hexdigest()
     async with gateway.sessions() as session:
         if outcome.kind == "duplicate":
-            # Its original was taken in: same bytes, or the same Message-ID.
+            # Its original was taken in: same bytes, or the same Message-ID. (A copy may be
+            # recorded too, as a row of its own with outcome "duplicate"; that is no original.)
             same = InboundMessage.sha256 == digest
             if outcome.message_id:
                 same = or_(same, InboundMessage.message_id == outcome.message_id)
-            original = await session.scalar(select(InboundMessage.id).where(same).limit(1))
+            original = await session.scalar(
+                select(InboundMessage.id).where(same, InboundMessage.outcome.in_(TAKEN_IN)).limit(1)
+            )
             assert original is not None, f"duplicate of nothing: {outcome}"
             return
         model: type[InboundMessage] | type[QuarantinedMessage] = (

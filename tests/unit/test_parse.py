@@ -93,3 +93,24 @@ def test_eight_bit_bytes_in_headers_are_decoded_not_fatal() -> None:
     assert mail.message_id == "m8@klant.example"
     assert mail.subject.startswith("Caf")
     assert "Storing" in mail.subject
+
+
+def test_second_subject_header_is_ignored_not_fatal() -> None:
+    raw = make_mail(subject="Tweede").replace(b"Subject:", b"Subject: Eerste\r\nSubject:", 1)
+    assert parse_mail(raw).subject == "Eerste"
+
+
+def test_control_characters_are_dropped_from_subject_and_text() -> None:
+    mail = parse_mail(make_mail(subject="Sto\x00ring\x07", body="regel\x00 een\n"))
+    assert (mail.subject, mail.text) == ("Storing", "regel een")
+
+
+def test_overlong_values_are_bounded_to_what_the_store_keeps() -> None:
+    mail = parse_mail(make_mail(subject="x" * 1200, message_id="m" * 1000 + "@klant.example"))
+    assert len(mail.subject) == 998
+    assert mail.message_id is None  # not usable as a key; the content hash still dedupes
+
+
+def test_sender_address_beyond_the_smtp_limit_is_unparseable() -> None:
+    with pytest.raises(UnparseableMail, match="longer than 254"):
+        parse_mail(make_mail(sender="a" * 300 + "@klant.example"))
