@@ -128,8 +128,10 @@ class _Health:
 
     name: str
     trouble: str | None = None
+    failures: int = 0  # since start, for the tests and (later) metrics
 
     def failing(self, what: str) -> None:
+        self.failures += 1
         if what != self.trouble:
             log.error("mailbox %s: %s; retrying with backoff", self.name, what)
         self.trouble = what
@@ -159,7 +161,8 @@ class ImapMailbox:
         self._client: aioimaplib.IMAP4 | None = None
         self._uidvalidity = 0
         self.lock = MailboxLock(engine, settings.name)
-        self._health = _Health(settings.name)
+        self.health = _Health(settings.name)
+        self.idles = 0  # IDLE commands issued
 
     @property
     def source(self) -> str:
@@ -209,7 +212,7 @@ class ImapMailbox:
                 "which this server does not offer"
             )
         listed = _check(await client.list('""', f'"{folder}"'), f"LIST {folder}")
-        if not any(b"LIST" in bytes(line) for line in listed.lines[:-1]):
+        if not any(bytes(line).strip() for line in listed.lines[:-1]):  # no such folder
             _check(await client.create(_quoted(folder)), f"CREATE {folder}")
             log.info("created folder %s for processed mail", folder)
 
@@ -365,6 +368,7 @@ class ImapMailbox:
     async def _idle(self, client: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
         renew = self.settings.idle_renew_seconds
         idle = await client.idle_start(timeout=renew)
+        self.idles += 1
         stopper = asyncio.ensure_future(stop.wait())
         try:
             while client.has_pending_idle():
@@ -391,7 +395,7 @@ class ImapMailbox:
         await self.close()
         await self.connect()
         await self.drain(stop)
-        self._health.working()
+        self.health.working()
 
     async def _serve(self, stop: asyncio.Event) -> None:
         """Wait for mail and take it in, until stopped or an error."""
@@ -424,12 +428,12 @@ class ImapMailbox:
                     await self._serve(stop)
                 except RECOVERABLE as exc:
                     # A working connection failed: try again at once, then back off.
-                    self._health.failing(_describe(exc))
+                    self.health.failing(_describe(exc))
                     await self.close()
                 except Exception as exc:  # the database is down while locking, or a bug
-                    if self._health.trouble != _describe(exc):
+                    if self.health.trouble != _describe(exc):
                         log.exception("mailbox %s: unexpected error", name)
-                    self._health.failing(_describe(exc))
+                    self.health.failing(_describe(exc))
                     await self.close()
                     await self.lock.release()
                     await _sleep_unless(stop, min(10.0, self.settings.reconnect_max_seconds))
@@ -442,7 +446,7 @@ class ImapMailbox:
 
         def note(state: RetryCallState) -> None:
             if state.outcome is not None and (exc := state.outcome.exception()) is not None:
-                self._health.failing(_describe(exc))
+                self.health.failing(_describe(exc))
 
         async def sleep(seconds: float) -> None:
             await _sleep_unless(stop, seconds)

@@ -97,9 +97,7 @@ async def test_listener_on_a_unix_socket_takes_mail_in(
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-async def test_database_down_answers_451_for_every_recipient(
-    backend: str, tmp_path: Path
-) -> None:
+async def test_database_down_answers_451_for_every_recipient(backend: str, tmp_path: Path) -> None:
     url = {
         "sqlite": f"sqlite+aiosqlite:///{tmp_path}/missing-dir/gateway.db",
         "postgresql": f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test",
