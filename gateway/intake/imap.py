@@ -114,10 +114,11 @@ def parse_fetch(lines: list[bytes | bytearray]) -> list[tuple[int, bytes]]:
 
 async def _disconnect(client: aioimaplib.IMAP4) -> None:
     """Log out if the server still listens, and always close the socket."""
-    if client.protocol is not None and client.protocol.state in ("AUTH", "SELECTED"):
+    transport = getattr(client.protocol, "transport", None)
+    alive = transport is not None and not transport.is_closing()
+    if alive and client.protocol.state in ("AUTH", "SELECTED"):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.logout(), timeout=2)
-    transport = getattr(client.protocol, "transport", None)
     if transport is not None:
         transport.close()
 
@@ -163,6 +164,8 @@ class ImapMailbox:
         self.lock = MailboxLock(engine, settings.name)
         self.health = _Health(settings.name)
         self.idles = 0  # IDLE commands issued
+        self._lost = asyncio.Event()  # set by the client when the connection drops
+        self._news = False  # the last search saw an EXISTS: look again before waiting
 
     @property
     def source(self) -> str:
@@ -174,15 +177,24 @@ class ImapMailbox:
 
     async def connect(self) -> None:
         s = self.settings
+        lost = asyncio.Event()
+        self._lost = lost
+
+        def connection_lost(_exc: Exception | None) -> None:
+            lost.set()
+
         if s.security == "tls":
             client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
                 host=s.host,
                 port=s.port,
                 timeout=s.timeout_seconds,
                 ssl_context=ssl.create_default_context(),
+                conn_lost_cb=connection_lost,
             )
         else:
-            client = aioimaplib.IMAP4(host=s.host, port=s.port, timeout=s.timeout_seconds)
+            client = aioimaplib.IMAP4(
+                host=s.host, port=s.port, timeout=s.timeout_seconds, conn_lost_cb=connection_lost
+            )
         try:
             await client.wait_hello_from_server()
             _check(await client.login(s.username, s.secret()), "LOGIN")
@@ -264,8 +276,15 @@ class ImapMailbox:
         assert self._client is not None
         response = _check(await self._client.uid_search(f"UID {after + 1}:*"), "UID SEARCH")
         uids: list[int] = []
+        self._news = False
         for line in response.lines[:-1]:
-            uids.extend(int(tok) for tok in bytes(line).split() if tok.isdigit())
+            words = bytes(line).split()
+            if words[:1] == [b"SEARCH"]:  # aioimaplib usually strips the name
+                words = words[1:]
+            if b"EXISTS" in words:
+                self._news = True  # mail arrived while the server answered
+            elif all(word.isdigit() for word in words):
+                uids.extend(int(word) for word in words)
         # "n:*" always matches the highest UID, even when it is below n.
         return sorted(uid for uid in set(uids) if uid > after)
 
@@ -370,12 +389,16 @@ class ImapMailbox:
         idle = await client.idle_start(timeout=renew)
         self.idles += 1
         stopper = asyncio.ensure_future(stop.wait())
+        dropped = asyncio.ensure_future(self._lost.wait())
         try:
             while client.has_pending_idle():
                 push = asyncio.ensure_future(client.wait_server_push(timeout=renew + 30))
                 done, _ = await asyncio.wait(
-                    {push, stopper, idle}, return_when=asyncio.FIRST_COMPLETED
+                    {push, stopper, dropped, idle}, return_when=asyncio.FIRST_COMPLETED
                 )
+                if dropped in done:
+                    push.cancel()
+                    raise ImapError("connection lost while waiting in IDLE")
                 if push not in done:
                     push.cancel()
                     break
@@ -386,15 +409,24 @@ class ImapMailbox:
                     break
         finally:
             stopper.cancel()
-            if client.has_pending_idle():
+            dropped.cancel()
+            if client.has_pending_idle() and not self._lost.is_set():
                 client.idle_done()
         _check(await asyncio.wait_for(idle, self.settings.timeout_seconds), "IDLE")
+
+    async def catch_up(self, stop: asyncio.Event) -> None:
+        """Drain until a search finds nothing new, so that the last command before IDLE
+        is that empty search: mail arriving after it is announced when IDLE starts
+        (an EXISTS sent with an earlier answer would not be repeated)."""
+        while await self.drain(stop) or self._news:
+            if stop.is_set():
+                return
 
     async def _start(self, stop: asyncio.Event) -> None:
         """Connect and take in what waits: the step that is retried with backoff."""
         await self.close()
         await self.connect()
-        await self.drain(stop)
+        await self.catch_up(stop)
         self.health.working()
 
     async def _serve(self, stop: asyncio.Event) -> None:
@@ -404,7 +436,7 @@ class ImapMailbox:
             if stop.is_set():
                 break
             await self.lock.check()
-            await self.drain(stop)
+            await self.catch_up(stop)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read this mailbox until stopped: lock, connect, drain, wait; recover from errors."""

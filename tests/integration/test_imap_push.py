@@ -19,7 +19,7 @@ from gateway.store.locks import MailboxLock
 from gateway.store.models import QuarantinedMessage
 from tests.conftest import GatewayFactory
 from tests.integration.helpers import counts
-from tests.support.dovecot import ImapAccount, free_port
+from tests.support.dovecot import Dovecot, ImapAccount, free_port
 from tests.support.mails import make_mail
 from tests.support.settings import imap_mailbox
 from tests.support.sink import SmtpSink
@@ -187,3 +187,24 @@ async def test_one_daemon_holds_a_mailbox_and_another_takes_over_when_it_goes(
     finally:
         for lock in (mine, theirs, other_mailbox):
             await lock.release()
+
+
+async def test_mailbox_reconnects_when_the_server_drops_the_connection_in_idle(
+    make_gateway: GatewayFactory, dovecot: Dovecot, caplog: pytest.LogCaptureFixture
+) -> None:
+    account = dovecot.new_account()
+    account.append(make_mail(subject="Voor de onderbreking"))
+    settings = imap_mailbox(account, poll_seconds=600, reconnect_max_seconds=0.2)
+    gateway = await make_gateway(mailboxes=[settings])
+    mailbox = gateway.mailboxes[0]
+    with caplog.at_level(logging.INFO, logger="gateway.intake.imap"):
+        async with running(mailbox):
+            await wait_for(tickets_reach(gateway, 1), "the first mail")
+            await wait_for(lambda: mailbox.idles >= 1, "IDLE")
+            await asyncio.to_thread(dovecot.kick, account.username)
+            await wait_for(lambda: mailbox.health.failures >= 1, "the lost connection")
+            account.append(make_mail(subject="Na de onderbreking"))
+            await wait_for(tickets_reach(gateway, 2), "mail after reconnecting")
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("retrying with backoff" in m for m in messages) == 1
+    assert any("connected again" in m for m in messages)

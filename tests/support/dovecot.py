@@ -153,5 +153,11 @@ service anvil {{
             time.sleep(0.05)
         os.kill(pid, signal.SIGKILL)
 
+    def kick(self, username: str) -> None:
+        """Drop every connection of a user, as a server restart or a network cut does."""
+        doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+        conf = str(self.directory / "dovecot.conf")
+        subprocess.run([doveadm, "-c", conf, "kick", username], check=True, capture_output=True)
+
     def new_account(self) -> ImapAccount:
         return ImapAccount(self.host, self.port, f"t{uuid.uuid4().hex[:12]}@example.test")
