@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from bench.crash import (
     crash_mails,
     kill_daemon,
     run_crash,
+    scan_log,
     start_daemon,
     stop_daemon,
     wait_for,
@@ -90,6 +92,8 @@ def test_daemon_killed_at_random_moments_loses_nothing_and_doubles_nothing(
     # And the last daemon stops gracefully.
     assert report.stop_code == 0, why
     assert report.stop_seconds < 8, why
+    # No exception escaped to the log of any daemon, killed or not.
+    assert report.tracebacks == 0, f"{why}\n{report.first_traceback}"
     assert report.problems() == [], why
 
 
@@ -107,6 +111,7 @@ def test_two_daemons_on_one_mailbox_make_no_duplicates(
     mails = crash_mails(100, seed=5)
     before, meanwhile, killed_during, after = mails[:40], mails[40:65], mails[65:85], mails[85:]
     logs = {name: tmp_path / f"daemon-{name}.log" for name in ("a", "b")}
+    started = time.monotonic()
     with SinkProcess(tmp_path) as sink, Probe(db_url) as probe:
         write_config(tmp_path, db_url, imap_account, sink.port, fetch_batch=10)
         append_mails(imap_account, before)
@@ -171,6 +176,9 @@ def test_two_daemons_on_one_mailbox_make_no_duplicates(
 
     report = account(Report("postgresql", 100, 1, 0), mails, snap, sink_ids, imap_account.flags())
     report.stop_code, report.stop_seconds = code, seconds
+    report.wall_seconds = time.monotonic() - started
+    for log in logs.values():
+        scan_log(report, log)
     print(report.summary())
     assert report.problems() == [], report.summary()
     assert (report.accounted, report.tickets) == (100, sum(m.kind == "new" for m in mails))

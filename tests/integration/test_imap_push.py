@@ -9,14 +9,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import undefer
 
 from gateway.app import Gateway, run_once
 from gateway.intake.imap import ImapMailbox
 from gateway.pipeline import UidSeen
 from gateway.store.locks import MailboxLock
-from gateway.store.models import QuarantinedMessage
+from gateway.store.models import MailboxUid, QuarantinedMessage
 from tests.conftest import GatewayFactory
 from tests.integration.helpers import counts
 from tests.support.dovecot import Dovecot, ImapAccount, free_port
@@ -208,3 +208,28 @@ async def test_mailbox_reconnects_when_the_server_drops_the_connection_in_idle(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("retrying with backoff" in m for m in messages) == 1
     assert any("connected again" in m for m in messages)
+
+
+async def test_new_uidvalidity_rescans_the_mailbox_without_doubling_anything(
+    make_gateway: GatewayFactory,
+    imap_account: ImapAccount,
+    sink: SmtpSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    imap_account.append(make_mail(), make_mail(subject="Tweede"))
+    gateway = await make_gateway(mailboxes=[imap_mailbox(imap_account)])
+    await run_once(gateway)
+    before = await counts(gateway)
+    # As if the server rebuilt its index: our ledger speaks of another UIDVALIDITY.
+    async with gateway.sessions() as session, session.begin():
+        await session.execute(update(MailboxUid).values(uidvalidity=MailboxUid.uidvalidity - 1))
+    imap_account.append(make_mail(subject="Derde"))
+    with caplog.at_level(logging.WARNING, logger="gateway.intake.imap"):
+        summary = await run_once(gateway)
+    assert summary.messages == 3  # all read again ...
+    after = await counts(gateway)
+    assert after["tickets"] == before["tickets"] + 1  # ... and only the new one is new
+    assert after["inbound"] == before["inbound"] + 1
+    assert any("UIDVALIDITY changed" in r.getMessage() for r in caplog.records)
+    await sink.wait_for(3)
+    assert len(sink.messages) == 3
