@@ -107,6 +107,29 @@ def _is_temporary(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+@dataclass(frozen=True)
+class _Arrival:
+    """One parsed message on its way through a transaction."""
+
+    raw: bytes
+    digest: str
+    source: str
+    mail: ParsedMail
+    now: datetime
+    envelope_recipients: tuple[str, ...]
+
+    def inbound_row(self, outcome: str) -> InboundMessage:
+        return InboundMessage(
+            sha256=self.digest,
+            message_id=self.mail.message_id,
+            source=self.source,
+            size=len(self.raw),
+            received_at=self.now,
+            outcome=outcome,
+            raw=self.raw,
+        )
+
+
 class Pipeline:
     def __init__(
         self,
@@ -164,33 +187,25 @@ class Pipeline:
             raise _StageFailure("parse", exc) from exc
         now = self._clock()
         try:
+            arrival = _Arrival(raw, digest, source, mail, now, envelope_recipients)
             async with self._sessions() as session, session.begin():
-                outcome = await self._deduplicate(session, raw, digest, source, mail, now)
+                outcome = await self._deduplicate(session, arrival)
                 if outcome is None:
-                    outcome = await self._apply(
-                        session, raw, digest, source, mail, now, envelope_recipients
-                    )
+                    outcome = await self._apply(session, arrival)
                 if ack is not None:
                     await ack.record(session, outcome, now)
                 return outcome
         except Exception as exc:
             raise _StageFailure("process", exc) from exc
 
-    async def _deduplicate(
-        self,
-        session: AsyncSession,
-        raw: bytes,
-        digest: str,
-        source: str,
-        mail: ParsedMail,
-        now: datetime,
-    ) -> Outcome | None:
+    async def _deduplicate(self, session: AsyncSession, arrival: _Arrival) -> Outcome | None:
         """The outcome for a message taken in before, or None for a new one.
 
         The same bytes again leave no trace. The same Message-ID with other bytes (the
         copy that came by another way, with other Received lines) is kept as a
         `duplicate` inbound row so nothing is lost, and changes nothing else.
         """
+        digest, mail = arrival.digest, arrival.mail
         condition = InboundMessage.sha256 == digest
         if mail.message_id:
             condition = or_(condition, InboundMessage.message_id == mail.message_id)
@@ -207,42 +222,16 @@ class Pipeline:
         reason = f"already taken in as message {seen.id}"
         if seen.sha256 != digest:
             reason = f"same Message-ID as message {seen.id}"
-            session.add(
-                InboundMessage(
-                    sha256=digest,
-                    message_id=mail.message_id,
-                    source=source,
-                    size=len(raw),
-                    received_at=now,
-                    outcome="duplicate",
-                    reason=reason,
-                    ticket_id=seen.ticket_id,
-                    raw=raw,
-                )
-            )
-        log.info("duplicate message_id=%s source=%s: %s", mail.message_id, source, reason)
+            copy = arrival.inbound_row("duplicate")
+            copy.reason, copy.ticket_id = reason, seen.ticket_id
+            session.add(copy)
+        log.info("duplicate message_id=%s source=%s: %s", mail.message_id, arrival.source, reason)
         return Outcome("duplicate", reason=reason, message_id=mail.message_id)
 
-    async def _apply(
-        self,
-        session: AsyncSession,
-        raw: bytes,
-        digest: str,
-        source: str,
-        mail: ParsedMail,
-        now: datetime,
-        envelope_recipients: tuple[str, ...],
-    ) -> Outcome:
+    async def _apply(self, session: AsyncSession, arrival: _Arrival) -> Outcome:
         settings = self._desk.settings
-        inbound = InboundMessage(
-            sha256=digest,
-            message_id=mail.message_id,
-            source=source,
-            size=len(raw),
-            received_at=now,
-            outcome="ignored",
-            raw=raw,
-        )
+        mail = arrival.mail
+        inbound = arrival.inbound_row("ignored")
         session.add(inbound)
         reason = ignore_reason(mail, settings.desk_addresses, self._desk.loop_token)
         if reason is not None:
@@ -257,8 +246,8 @@ class Pipeline:
             self._desk,
             mail,
             inbound_id=inbound.id,
-            now=now,
-            envelope_recipients=envelope_recipients,
+            now=arrival.now,
+            envelope_recipients=arrival.envelope_recipients,
         )
         inbound.ticket_id = received.ticket.id
         inbound.outcome = "ticket" if received.created else "article"

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, select
 
 from gateway.app import run_once
 from gateway.config import MailboxSettings
 from gateway.intake.imap import ImapError, ImapMailbox
-from gateway.store.models import MailboxUid
 from tests.conftest import GatewayFactory
 from tests.integration.helpers import counts, detail, outbox_rows
 from tests.support.dovecot import Dovecot, ImapAccount, free_port
@@ -73,24 +71,6 @@ async def test_running_once_twice_doubles_nothing(
     assert after_first["tickets"] == 5
     await sink.wait_for(5)
     assert len(sink.messages) == 5
-
-
-async def test_refetch_after_lost_ledger_finds_duplicates_not_new_tickets(
-    make_gateway: GatewayFactory, imap_account: ImapAccount, sink: SmtpSink
-) -> None:
-    """A lost UID ledger (or a new UIDVALIDITY): the mail is read again, dedupe holds."""
-    imap_account.append(make_mail(), make_mail(subject="Tweede"))
-    gateway = await make_gateway(mailboxes=[imap_mailbox(imap_account)])
-    await run_once(gateway)
-    before = await counts(gateway)
-    async with gateway.sessions() as session, session.begin():
-        uids = list(await session.scalars(select(MailboxUid.uid).order_by(MailboxUid.uid)))
-        assert uids == [1, 2]
-        await session.execute(delete(MailboxUid))
-    again = await run_once(gateway)
-    assert again.messages == 2
-    assert await counts(gateway) == before
-    assert len(sink.messages) == 2
 
 
 async def test_unparseable_mail_in_mailbox_is_kept_and_the_next_is_processed(
