@@ -1,28 +1,31 @@
 """The outbox relay: claim due notifications, send them, record the result.
 
 A notification is sent at most once. The relay claims a batch (state `claimed`, a
-claim token and a lease) and, for each row, records `sending` (compare-and-set on
-its token: a row another relay took over is skipped) and commits that BEFORE the SMTP
-transaction, and records `sent` right after the server's 250. A relay that dies
-between the two leaves the row `sending`; when its lease runs out the row becomes
-`unknown`: it may have been delivered, so it is not resent by itself (`outbox retry`
-sends it again after a look at the recipient's side). That window is one SMTP
-transaction long; a crash anywhere else repeats nothing and loses nothing: claimed
-rows return to the queue when the claim lease runs out.
+claim token and a lease). For each row it opens the SMTP envelope (MAIL, RCPT: nothing
+is delivered yet), then records `sending` with a compare-and-set on its token (a row
+another relay took over is skipped) and commits that BEFORE the DATA, and records
+`sent` right after the server's 250. The window in which a message may have arrived
+without our knowing is from DATA to that commit: a connection lost during DATA marks
+the row `unknown`, and so does a relay that dies in the window (when its lease runs
+out). `unknown` rows are not resent by themselves (`outbox retry ID` sends one again
+after a look at the recipient's side). A crash anywhere else repeats nothing and loses
+nothing: claimed rows return to the queue when the claim lease runs out.
 
 SMTP 5xx replies (except 552) are permanent: the row is `failed` at once. 4xx replies
-and connection errors are retried with backoff until `retry_hours` after creation.
+and connection errors before DATA are retried with backoff until `retry_hours` after
+creation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,10 +62,24 @@ class ConnectionFailure(TransientFailure):
     """The server could not be reached at all; the rest of the batch waits too."""
 
 
-class Transport(Protocol):
-    """Delivers one message; may keep a connection open between calls until close()."""
+class InDoubt(Exception):
+    """The connection failed after the message was handed over: it may have arrived."""
 
-    async def send(self, message: bytes, sender: str, recipient: str) -> None: ...
+
+# Called right before the message itself is handed over (SMTP DATA): records that the
+# delivery starts; False means the row is no longer ours and must not be sent.
+Handover = Callable[[], Awaitable[bool]]
+
+
+class Transport(Protocol):
+    """Delivers one message; may keep a connection open between calls until close().
+
+    Returns False when `handover` said no (nothing was delivered)."""
+
+    async def send(
+        self, message: bytes, sender: str, recipient: str, handover: Handover
+    ) -> bool: ...
+
     async def close(self) -> None: ...
 
 
@@ -118,32 +135,56 @@ class SmtpTransport:
                 raise ConnectionFailure(f"{type(exc).__name__}: {exc}") from exc
         return self._client
 
-    async def send(self, message: bytes, sender: str, recipient: str) -> None:
+    async def _envelope(self, sender: str, recipient: str) -> aiosmtplib.SMTP:
+        """MAIL FROM and RCPT TO on an open connection (reconnecting once if the server
+        dropped an idle one); nothing is delivered yet."""
         reused = self._client is not None and self._client.is_connected
         client = await self._connected()
         try:
-            try:
-                await client.sendmail(sender, [recipient], message)
-            except aiosmtplib.SMTPServerDisconnected:
-                if not reused:
-                    raise
-                # The server dropped an idle connection: reconnect once, right away.
-                self._client = None
-                client = await self._connected()
-                await client.sendmail(sender, [recipient], message)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-            if codes and all(_is_permanent(c) for c in codes):
-                raise PermanentFailure(text) from exc
-            raise TransientFailure(text) from exc
+            await client.mail(sender)
+        except aiosmtplib.SMTPServerDisconnected:
+            if not reused:
+                raise
+            self._client = None
+            client = await self._connected()
+            await client.mail(sender)
+        await client.rcpt(recipient)
+        return client
+
+    async def send(self, message: bytes, sender: str, recipient: str, handover: Handover) -> bool:
+        try:
+            client = await self._envelope(sender, recipient)
+            if not await handover():
+                await client.rset()
+                return False
         except aiosmtplib.SMTPResponseException as exc:
+            await self._reset()
             if _is_permanent(exc.code):
                 raise PermanentFailure(f"{exc.code} {exc.message}") from exc
             raise TransientFailure(f"{exc.code} {exc.message}") from exc
         except (*_CONNECT_ERRORS, aiosmtplib.SMTPException) as exc:
             self._client = None
             raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            await client.data(message)
+        except aiosmtplib.SMTPResponseException as exc:  # a definite refusal of the message
+            await self._reset()
+            if _is_permanent(exc.code):
+                raise PermanentFailure(f"{exc.code} {exc.message}") from exc
+            raise TransientFailure(f"{exc.code} {exc.message}") from exc
+        except (*_CONNECT_ERRORS, aiosmtplib.SMTPException) as exc:
+            self._client = None
+            raise InDoubt(f"connection failed during DATA: {type(exc).__name__}: {exc}") from exc
+        return True
+
+    async def _reset(self) -> None:
+        """Clear a refused envelope so the connection can carry the next message."""
+        if self._client is None:
+            return
+        try:
+            await self._client.rset()
+        except (*_CONNECT_ERRORS, aiosmtplib.SMTPException):
+            self._client = None
 
 
 class MaildirTransport:
@@ -166,12 +207,15 @@ class MaildirTransport:
             os.fsync(handle.fileno())
         os.rename(tmp, self._root / "new" / name)
 
-    async def send(self, message: bytes, sender: str, recipient: str) -> None:
+    async def send(self, message: bytes, sender: str, recipient: str, handover: Handover) -> bool:
         envelope = f"Return-Path: <{sender}>\r\nX-Original-To: {recipient}\r\n".encode()
+        if not await handover():
+            return False
         try:
             await asyncio.to_thread(self._deliver, envelope + message)
         except OSError as exc:
             raise TransientFailure(f"maildir: {exc}") from exc
+        return True
 
 
 def make_transport(settings: OutboundSettings) -> Transport:
@@ -224,6 +268,7 @@ class Relay:
                 .where(OutboxMessage.state == "sending", OutboxMessage.next_attempt_at <= now)
                 .values(
                     state="unknown",
+                    attempts=OutboxMessage.attempts + 1,
                     last_error="the relay stopped during delivery: it may have been "
                     "delivered, so it is not resent (outbox retry ID sends it again)",
                 )
@@ -262,13 +307,8 @@ class Relay:
                     OutboxMessage.claim_token == token,
                     OutboxMessage.state == "claimed",
                 )
-                .values(
-                    state="sending",
-                    attempts=OutboxMessage.attempts + 1,
-                    next_attempt_at=now + self._sending_lease,
-                )
+                .values(state="sending", next_attempt_at=now + self._sending_lease)
             )
-        row.attempts += 1
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def _message(self, row: OutboxMessage) -> bytes:
@@ -295,17 +335,18 @@ class Relay:
         """Record the result of one attempt; one short transaction per notification."""
         now = self.clock()
         deadline = row.created_at + timedelta(hours=self._settings.outbound.retry_hours)
-        values: dict[str, Any]
+        row.attempts += 1
+        values: dict[str, Any] = {"attempts": row.attempts}
         if error is None:
-            values = {"state": "sent", "sent_at": now, "last_error": None}
+            values.update(state="sent", sent_at=now, last_error=None)
+        elif isinstance(error, InDoubt):
+            values.update(state="unknown", last_error=f"{error}; not resent by itself")
         elif isinstance(error, PermanentFailure) or now >= deadline:
-            values = {"state": "failed", "last_error": str(error)}
+            values.update(state="failed", last_error=str(error))
         else:
-            values = {
-                "state": "pending",
-                "last_error": str(error),
-                "next_attempt_at": now + backoff(row.attempts),
-            }
+            values.update(
+                state="pending", last_error=str(error), next_attempt_at=now + backoff(row.attempts)
+            )
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(OutboxMessage)
@@ -356,14 +397,19 @@ class Relay:
                 return False
             error: Exception | None = unreachable
             if error is None:
-                if not await self._begin(row, token):
-                    continue  # another relay took it over after our claim lease ran out
                 try:
                     message = self._message(row)
-                    await self._transport.send(message, self._settings.desk.sender, row.recipient)
+                    sent = await self._transport.send(
+                        message,
+                        self._settings.desk.sender,
+                        row.recipient,
+                        functools.partial(self._begin, row, token),
+                    )
+                    if not sent:
+                        continue  # another relay took it over after our claim lease ran out
                 except ConnectionFailure as exc:
                     error = unreachable = exc
-                except (PermanentFailure, TransientFailure) as exc:
+                except (PermanentFailure, TransientFailure, InDoubt) as exc:
                     error = exc
             state = await self._finish(row, token, error)
             for counter in (stats, self.totals):

@@ -174,3 +174,38 @@ async def test_stop_deadline_leaves_unstarted_rows_queued_not_claimed(
     assert stats.sent == 0
     assert {r.state for r in rows} == {"pending"}
     assert (await gateway.relay.send_due()).sent == 3
+
+
+async def test_connection_lost_after_the_message_was_handed_over_is_in_doubt_not_resent(
+    make_gateway: GatewayFactory, sink: SmtpSink, clock: Clock
+) -> None:
+    """The server has the message but we never heard its 250: sending again could double it."""
+    gateway = await make_gateway()
+    await gateway.pipeline.ingest(make_mail(), "t")
+    sink.drop_after_data = True
+    stats = await gateway.relay.send_due()
+    (row,) = await outbox_rows(gateway)
+    assert (stats.sent, row.state, row.attempts) == (0, "unknown", 1)
+    assert row.last_error is not None and "during DATA" in row.last_error
+    sink.drop_after_data = False
+    clock.advance(hours=1)
+    assert (await gateway.relay.send_due()).sent == 0
+    assert len(sink.messages) == 1
+
+
+async def test_refused_recipient_fails_before_anything_is_handed_over(
+    make_gateway: GatewayFactory, sink: SmtpSink
+) -> None:
+    gateway = await make_gateway()
+    await gateway.pipeline.ingest(make_mail(), "t")
+    await gateway.pipeline.ingest(make_mail(subject="Tweede"), "t")
+    sink.refuse_recipients = "550 5.1.1 No such user"
+    stats = await gateway.relay.send_due()
+    rows = await outbox_rows(gateway)
+    assert (stats.failed, [r.state for r in rows], [r.attempts for r in rows]) == (
+        2,
+        ["failed", "failed"],
+        [1, 1],
+    )
+    sink.refuse_recipients = None
+    assert sink.messages == []

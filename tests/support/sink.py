@@ -32,8 +32,25 @@ class SmtpSink:
     port: int = 0
     messages: list[Received] = field(default_factory=list)
     reply: str | None = None
+    # Keep the message, then drop the connection before answering (a crash or a cut
+    # cable at the worst moment for the sender).
+    drop_after_data: bool = False
+    refuse_recipients: str | None = None  # answer RCPT with this (e.g. '550 ...')
     _server: asyncio.Server | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if self.refuse_recipients is not None:
+            return self.refuse_recipients
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.reply is not None:
@@ -42,6 +59,8 @@ class SmtpSink:
         async with self._arrived:
             self.messages.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), raw))
             self._arrived.notify_all()
+        if self.drop_after_data:
+            server.transport.abort()  # type: ignore[union-attr]
         return "250 OK"
 
     async def start(self) -> None:
