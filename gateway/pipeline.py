@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from jinja2 import TemplateError
 from sqlalchemy import case, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.mail.classify import ignore_reason
@@ -99,6 +100,15 @@ class QuarantineResolved:
             .where(QuarantinedMessage.id == self.quarantine_id, QuarantinedMessage.state == "held")
             .values(state="reprocessed", resolved_at=now, resolution=what[:255])
         )
+
+
+def _stage_of(exc: BaseException) -> str:
+    """Where processing failed, for the quarantine: rendering, storing, or the rules."""
+    if isinstance(exc, TemplateError):
+        return "template"
+    if isinstance(exc, SQLAlchemyError):
+        return "store"
+    return "process"
 
 
 def _is_temporary(exc: BaseException) -> bool:
@@ -196,7 +206,7 @@ class Pipeline:
                     await ack.record(session, outcome, now)
                 return outcome
         except Exception as exc:
-            raise _StageFailure("process", exc) from exc
+            raise _StageFailure(_stage_of(exc), exc) from exc
 
     async def _deduplicate(self, session: AsyncSession, arrival: _Arrival) -> Outcome | None:
         """The outcome for a message taken in before, or None for a new one.

@@ -212,7 +212,7 @@ async def test_processing_error_rolls_back_and_quarantines(
     gateway = await make_gateway(templates_dir=str(broken))
     outcome = await gateway.pipeline.ingest(make_mail(), "test")
     assert outcome.kind == "quarantined"
-    assert outcome.reason is not None and outcome.reason.startswith("process")
+    assert outcome.reason is not None and outcome.reason.startswith("template")
     assert (await counts(gateway)) == {
         "tickets": 0,
         "articles": 0,

@@ -49,7 +49,7 @@ def test_reprocess_after_a_fix_takes_the_message_in_once(
     (failed,) = ingest(db_url, tmp_path, raw, templates_dir=str(broken_templates(tmp_path)))
     assert failed.kind == "quarantined"
     (entry,) = cli_json(config, "quarantine", "list")
-    assert (entry["stage"], entry["state"], entry["attempts"]) == ("process", "held", 1)
+    assert (entry["stage"], entry["state"], entry["attempts"]) == ("template", "held", 1)
 
     (result,) = cli_json(config, "quarantine", "reprocess", str(entry["id"]))
     assert (result["outcome"], result["reference"]) == ("ticket", "VTM-2026-000001")
