@@ -175,6 +175,9 @@ class OutboundSettings(_Credentials):
     security: Security = "none"
     maildir: str = "var/sent"
     timeout_seconds: float = Field(default=30, gt=0)
+    # How long to wait for the server's reply to the end of DATA (RFC 5321 suggests
+    # 10 minutes): giving up earlier leaves a notification in doubt (state unknown).
+    data_timeout_seconds: float = Field(default=600, gt=0)
     batch_size: int = Field(default=100, ge=1, le=10000)
     retry_hours: float = Field(default=48, gt=0)  # give up on a notification after this
     # How often the daemon looks for notifications queued by other processes (the CLI);

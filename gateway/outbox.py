@@ -166,7 +166,7 @@ class SmtpTransport:
             self._client = None
             raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
         try:
-            await client.data(message)
+            await client.data(message, timeout=self._settings.data_timeout_seconds)
         except aiosmtplib.SMTPResponseException as exc:  # a definite refusal of the message
             await self._reset()
             if _is_permanent(exc.code):
@@ -254,9 +254,11 @@ class Relay:
 
     @property
     def _sending_lease(self) -> timedelta:
-        """How long one SMTP transaction may take before its row is in doubt: connect,
-        MAIL, RCPT, DATA and the message, each within timeout_seconds."""
-        return timedelta(seconds=self._settings.outbound.timeout_seconds * 6)
+        """How long a delivery may take before its row is in doubt: the DATA command and
+        the message within timeout_seconds each, the final reply within
+        data_timeout_seconds, and a margin."""
+        outbound = self._settings.outbound
+        return timedelta(seconds=outbound.timeout_seconds * 3 + outbound.data_timeout_seconds)
 
     async def _claim(self) -> tuple[str, list[OutboxMessage]]:
         """Mark dead relays' deliveries in doubt, then claim a batch of due rows."""
