@@ -298,20 +298,35 @@ class Relay:
                 row.next_attempt_at = lease
         return token, rows
 
-    async def _begin(self, row: OutboxMessage, token: str) -> bool:
-        """Record that the SMTP transaction starts; False if another relay took the row."""
-        now = self.clock()
+    async def _write(
+        self,
+        token: str,
+        results: list[tuple[OutboxMessage, dict[str, Any]]],
+        handover: OutboxMessage | None = None,
+    ) -> bool:
+        """One transaction: record results of earlier rows and, when given, that the
+        handover of `handover` starts (False if another relay took that row over)."""
+        taken = True
         async with self._sessions() as session, session.begin():
-            result = await session.execute(
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.id == row.id,
-                    OutboxMessage.claim_token == token,
-                    OutboxMessage.state == "claimed",
+            for row, values in results:
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id, OutboxMessage.claim_token == token)
+                    .values(**values)
                 )
-                .values(state="sending", next_attempt_at=now + self._sending_lease)
-            )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+            if handover is not None:
+                lease = self.clock() + self._sending_lease
+                result = await session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.id == handover.id,
+                        OutboxMessage.claim_token == token,
+                        OutboxMessage.state == "claimed",
+                    )
+                    .values(state="sending", next_attempt_at=lease)
+                )
+                taken = bool(result.rowcount)  # type: ignore[attr-defined]
+        return taken
 
     def _message(self, row: OutboxMessage) -> bytes:
         desk = self._settings.desk
@@ -333,8 +348,14 @@ class Relay:
             )
         )
 
-    async def _finish(self, row: OutboxMessage, token: str, error: Exception | None) -> str:
-        """Record the result of one attempt; one short transaction per notification."""
+    async def _settle(self, token: str, owed: list[tuple[OutboxMessage, dict[str, Any]]]) -> None:
+        """Write the results owed now (a failure, or the end of a batch)."""
+        results = owed.copy()
+        owed.clear()
+        await self._write(token, results)
+
+    def _result(self, row: OutboxMessage, error: Exception | None) -> dict[str, Any]:
+        """The values that record one attempt."""
         now = self.clock()
         deadline = row.created_at + timedelta(hours=self._settings.outbound.retry_hours)
         row.attempts += 1
@@ -349,13 +370,9 @@ class Relay:
             values.update(
                 state="pending", last_error=str(error), next_attempt_at=now + backoff(row.attempts)
             )
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == row.id, OutboxMessage.claim_token == token)
-                .values(**values)
-            )
-        if error is not None:
+        if error is None:
+            log.info("sent outbox id=%s to=%s subject=%r", row.id, row.recipient, row.subject)
+        else:
             log.warning(
                 "outbox id=%s to=%s message_id=%s state=%s error=%s",
                 row.id,
@@ -364,7 +381,7 @@ class Relay:
                 values["state"],
                 error,
             )
-        return str(values["state"])
+        return values
 
     async def send_due(self, *, until: float | None = None) -> RelayStats:
         """Send every notification that is due now, batch by batch.
@@ -391,36 +408,52 @@ class Relay:
     async def _send_batch(
         self, token: str, rows: Sequence[OutboxMessage], stats: RelayStats, until: float | None
     ) -> bool:
-        """Send a claimed batch; False when time ran out before the end of it."""
+        """Send a claimed batch; False when time ran out before the end of it.
+
+        A `sent` is recorded in the transaction of the next row's handover (or at the
+        end of the batch): one transaction per notification. A crash in between leaves
+        that row in doubt, never sent twice.
+        """
         loop = asyncio.get_running_loop()
         unreachable: ConnectionFailure | None = None
-        for row in rows:
-            if until is not None and loop.time() >= until:
-                return False
-            error: Exception | None = unreachable
-            if error is None:
-                try:
-                    message = self._message(row)
-                    sent = await self._transport.send(
-                        message,
-                        self._settings.desk.sender,
-                        row.recipient,
-                        functools.partial(self._begin, row, token),
-                    )
-                    if not sent:
-                        continue  # another relay took it over after our claim lease ran out
-                except ConnectionFailure as exc:
-                    error = unreachable = exc
-                except (PermanentFailure, TransientFailure, InDoubt) as exc:
-                    error = exc
-            state = await self._finish(row, token, error)
-            for counter in (stats, self.totals):
-                counter.sent += state == "sent"
-                counter.failed += state == "failed"
-                counter.retried += state == "pending"
-            if state == "sent":
-                log.info("sent outbox id=%s to=%s subject=%r", row.id, row.recipient, row.subject)
-        return True
+        owed: list[tuple[OutboxMessage, dict[str, Any]]] = []  # results not yet written
+
+        async def handover(row: OutboxMessage) -> bool:
+            results = owed.copy()
+            owed.clear()
+            return await self._write(token, results, handover=row)
+
+        try:
+            for row in rows:
+                if until is not None and loop.time() >= until:
+                    return False
+                error: Exception | None = unreachable
+                if error is None:
+                    try:
+                        sent = await self._transport.send(
+                            self._message(row),
+                            self._settings.desk.sender,
+                            row.recipient,
+                            functools.partial(handover, row),
+                        )
+                        if not sent:
+                            continue  # another relay took it over after our claim ran out
+                    except ConnectionFailure as exc:
+                        error = unreachable = exc
+                    except (PermanentFailure, TransientFailure, InDoubt) as exc:
+                        error = exc
+                values = self._result(row, error)
+                owed.append((row, values))
+                if error is not None:  # failures are written at once
+                    await self._settle(token, owed)
+                for counter in (stats, self.totals):
+                    counter.sent += values["state"] == "sent"
+                    counter.failed += values["state"] == "failed"
+                    counter.retried += values["state"] == "pending"
+            return True
+        finally:
+            if owed:
+                await self._settle(token, owed)
 
     async def _unclaim(self, token: str) -> None:
         """Give back the rows of a claim that were not started."""
