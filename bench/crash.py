@@ -50,16 +50,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
-from email.parser import BytesHeaderParser
 from email.policy import default
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -178,39 +176,6 @@ def crash_mails(n: int, seed: int = 11, *, quarantined: int | None = None) -> li
 # --------------------------------------------------------------------------- the sink
 
 
-class _SlowSink:
-    """Logs each message (Message-ID, recipients, subject), then waits before the 250:
-    a real server takes a while to answer DATA, and a kill in that window leaves the
-    notification in doubt."""
-
-    def __init__(self, log: TextIO, delay: float) -> None:
-        self._log = log
-        self._delay = delay
-        self._parser = BytesHeaderParser(policy=default)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        headers = self._parser.parsebytes(envelope.original_content or b"")
-        line = f"{headers['Message-ID']}\t{','.join(envelope.rcpt_tos)}\t{headers['Subject']}\n"
-        self._log.write(line)
-        self._log.flush()
-        if self._delay:
-            await asyncio.sleep(self._delay)
-        return "250 OK"
-
-
-async def _serve_sink(port: int, log: TextIO, delay: float) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    handler = _SlowSink(log, delay)
-    server = await loop.create_server(lambda: SMTP(handler, ident="crash-sink"), "127.0.0.1", port)
-    print("ready", flush=True)
-    await stop.wait()
-    server.close()
-    await server.wait_closed()
-
-
 class SinkProcess:
     """The SMTP sink as a process of its own: it outlives every daemon that is killed."""
 
@@ -222,8 +187,8 @@ class SinkProcess:
 
     def __enter__(self) -> SinkProcess:
         self._process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve-sink",
-             str(self.port), str(self.log), "--sink-delay", str(self._delay)],
+            [sys.executable, str(Path(__file__).resolve().parent / "smtp_sink.py"),
+             str(self.port), str(self.log), str(self._delay)],
             stdout=subprocess.PIPE,
             text=True,
         )  # fmt: skip
@@ -929,14 +894,7 @@ def main() -> None:
     )
     parser.add_argument("--verbose", action="store_true", help="print every kill moment")
     parser.add_argument("--out", type=Path, default=Path("/tmp/ticket-gateway-crash.jsonl"))
-    parser.add_argument("--serve-sink", nargs=2, metavar=("PORT", "LOG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    if args.serve_sink:
-        port, path = args.serve_sink
-        with open(path, "a", encoding="utf-8") as sink_log:
-            asyncio.run(_serve_sink(int(port), sink_log, args.sink_delay))
-        return
 
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     args.seed = seed

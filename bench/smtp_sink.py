@@ -1,7 +1,9 @@
 """SMTP sink for the benchmarks: accepts everything, logs one line per message.
 
-Usage: python bench/smtp_sink.py PORT LOGFILE   (stops on SIGTERM/SIGINT)
-Each line of LOGFILE: <Message-ID>\t<recipients>\t<subject>
+Usage: python bench/smtp_sink.py PORT LOGFILE [DELAY]   (stops on SIGTERM/SIGINT)
+Each line of LOGFILE: <Message-ID>\t<recipients>\t<subject>. With DELAY (seconds) the
+250 is held back after the line is logged, as a real server takes a while to answer
+DATA (the crash test kills the daemon in that window).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 class Sink:
-    def __init__(self, log: Any) -> None:
+    def __init__(self, log: Any, delay: float = 0.0) -> None:
         self._log = log
+        self._delay = delay
         self._parser = BytesHeaderParser(policy=default)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -26,15 +29,17 @@ class Sink:
         line = f"{headers['Message-ID']}\t{','.join(envelope.rcpt_tos)}\t{headers['Subject']}\n"
         self._log.write(line)
         self._log.flush()
+        if self._delay:
+            await asyncio.sleep(self._delay)
         return "250 OK"
 
 
-async def serve(port: int, log: Any) -> None:
+async def serve(port: int, log: Any, delay: float = 0.0) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sink = Sink(log)
+    sink = Sink(log, delay)
     server = await loop.create_server(lambda: SMTP(sink, ident="bench-sink"), "127.0.0.1", port)
     print("ready", flush=True)
     await stop.wait()
@@ -44,4 +49,5 @@ async def serve(port: int, log: Any) -> None:
 
 if __name__ == "__main__":
     with open(sys.argv[2], "a", encoding="utf-8") as log_file:
-        asyncio.run(serve(int(sys.argv[1]), log_file))
+        delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+        asyncio.run(serve(int(sys.argv[1]), log_file, delay))
