@@ -21,7 +21,6 @@ from email.policy import SMTP
 from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
 from sqlalchemy import or_, select
 
 from gateway.app import Gateway, build
@@ -29,6 +28,7 @@ from gateway.pipeline import Outcome
 from gateway.store.models import InboundMessage, QuarantinedMessage
 from tests.conftest import GatewayFactory
 from tests.support.mails import make_mail
+from tests.support.mutations import mutated_mail
 from tests.support.settings import Clock, make_settings
 
 KINDS = {"ticket", "article", "ignored", "duplicate", "quarantined"}
@@ -142,7 +142,6 @@ async def test_every_cpython_test_message_ends_as_ticket_ignored_duplicate_or_qu
 # never reach ticket creation.
 PLACEHOLDER = b"FUZZ-MSGID"
 _MESSAGE_ID_HEADER = re.compile(rb"(?im)^message-id:[^\r\n]*")
-_BOUNDARY = re.compile(rb'(?i)boundary="?([^";\r\n]+)')
 
 
 def _with_placeholder_id(raw: bytes) -> bytes:
@@ -218,23 +217,6 @@ def _base_messages() -> list[bytes]:
 
 
 BASES = _base_messages()
-HEADER_JUNK = [
-    b"\x00",
-    b"\r",
-    b"\n",
-    b"\r\n",
-    b"\r\n\r\n",
-    b"\t",
-    b":",
-    b"\xff",
-    b"\x80\x81",
-    b"\xc3",
-    b"<",
-    b"@",
-    b"=?utf-8?b?////?=",
-    b"=?x-unknown?q?=FF=00?=",
-    b"=?utf-8?q?",
-]
 
 
 # Inputs always tried besides the random ones. Some end differently per backend (a ticket
@@ -248,69 +230,6 @@ NUL_IN_SUBJECT = _PLAIN.replace(b"Subject: Storing", b"Subject: Sto\x00ring", 1)
 NUL_IN_BODY = _PLAIN.replace(b"Onze verbinding", b"Onze\x00verbinding", 1)
 SUBJECT_OVER_998 = make_mail(subject="storing " * 200, message_id="FUZZ-MSGID@fuzz.example")
 MESSAGE_ID_OVER_998 = make_mail(message_id="x" * 1200 + "@fuzz.example")
-
-
-def _header_lines(raw: bytes) -> tuple[list[bytes], int]:
-    """The lines, and how many of them (from the top) are the header section."""
-    lines = raw.splitlines(keepends=True)
-    end = next((i for i, line in enumerate(lines) if line in (b"\r\n", b"\n", b"\r")), len(lines))
-    return lines, end
-
-
-@st.composite
-def mutated_mail(draw: st.DrawFn) -> bytes:
-    raw = bytearray(draw(st.sampled_from(BASES)))
-    for _ in range(draw(st.integers(0, 6))):
-        action = draw(
-            st.sampled_from(
-                [
-                    "truncate",
-                    "flip",
-                    "insert",
-                    "delete",
-                    "dup_header",
-                    "drop_header",
-                    "header_junk",
-                    "boundary",
-                ]
-            )
-        )
-        position = draw(st.integers(0, max(0, len(raw) - 1)))
-        lines, end = _header_lines(bytes(raw))
-        if action == "truncate":
-            del raw[position:]
-        elif action == "flip" and raw:
-            raw[position] = draw(st.integers(0, 255))
-        elif action == "insert":
-            raw[position:position] = draw(st.binary(min_size=1, max_size=20))
-        elif action == "delete":
-            del raw[position : position + draw(st.integers(1, 40))]
-        elif action in ("dup_header", "drop_header") and end:
-            line = draw(st.integers(0, end - 1))
-            if action == "dup_header":
-                lines.insert(draw(st.integers(0, end)), lines[line])
-            else:
-                del lines[line]
-            raw = bytearray(b"".join(lines))
-        elif action == "header_junk":
-            header_size = len(b"".join(lines[:end]))
-            at = draw(st.integers(0, header_size))
-            raw[at:at] = draw(st.sampled_from(HEADER_JUNK))
-        elif action == "boundary":
-            garbage = draw(
-                st.sampled_from([b"", b'"', b"--", b" ", b"\x00\xff", b"\r\n"])
-                | st.binary(min_size=1, max_size=12)
-            )
-            found = _BOUNDARY.search(raw)
-            if found is None:
-                raw[0:0] = b'Content-Type: multipart/mixed; boundary="' + garbage + b'"\r\n'
-            elif draw(st.booleans()):  # the declared boundary no longer matches the body
-                raw[found.start(1) : found.end(1)] = garbage
-            else:  # the body's delimiter lines no longer match the declaration
-                token = found.group(1)
-                head, body = bytes(raw[: found.end()]), bytes(raw[found.end() :])
-                raw = bytearray(head + body.replace(token, garbage))
-    return bytes(raw)
 
 
 async def _build_gateway(db_url: str) -> Gateway:
@@ -337,7 +256,7 @@ def test_mutated_and_truncated_mail_always_gets_an_outcome_and_ends_somewhere(
             await assert_accounted_for(gateway, raw, outcome)
 
         @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-        @given(mutated_mail())
+        @given(mutated_mail(BASES))
         @example(EMPTY)
         @example(CUT_IN_FROM)
         @example(TWO_SUBJECTS)
