@@ -541,16 +541,24 @@ def quarantine_reprocess(
 @quarantine.command("discard")
 @click.argument("entry_id", type=int)
 @click.option("--agent", help="Who discards it (default: $TICKET_GATEWAY_AGENT or login).")
+@click.option("--json", "as_json", is_flag=True, help="Print the closed entry as JSON.")
 @click.pass_context
-def quarantine_discard(ctx: click.Context, entry_id: int, agent: str | None) -> None:
+def quarantine_discard(ctx: click.Context, entry_id: int, agent: str | None, as_json: bool) -> None:
     """Mark a held message as dealt with; it is kept for the record, never processed."""
     by = _agent(agent)
 
-    async def work(gateway: Gateway) -> None:
+    async def work(gateway: Gateway) -> dict[str, Any]:
         await discard(gateway.sessions, entry_id, by, utc_now())
+        async with gateway.sessions() as session:
+            row = await session.get(QuarantinedMessage, entry_id)
+            assert row is not None
+            return quarantine_view(row)
 
-    _with_gateway(ctx, work)
-    click.echo(f"quarantine entry {entry_id} discarded")
+    view = _with_gateway(ctx, work)
+    if as_json:
+        _print_json(view)
+    else:
+        click.echo(f"quarantine entry {entry_id} discarded")
 
 
 @main.group()

@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -180,22 +181,18 @@ def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
     assert "teams: Field required" in result.stderr
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        [],
-        ["run"],
-        ["tickets"],
-        ["ticket", "show"],
-        ["ticket", "reply"],
-        ["ticket", "set"],
-        ["check-config"],
-        ["migrate"],
-        ["quarantine", "list"],
-        ["quarantine", "show"],
-        ["outbox", "list"],
-    ],
-)
+def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[list[str]]:
+    """Every command of the CLI, found by walking it, so a new one cannot be missed."""
+    paths = [list(prefix)]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            paths.extend(_command_paths(command, (*prefix, name)))
+        else:
+            paths.append([*prefix, name])
+    return paths
+
+
+@pytest.mark.parametrize("command", _command_paths(main), ids=" ".join)
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0, result.output

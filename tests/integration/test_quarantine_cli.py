@@ -94,10 +94,10 @@ def test_reprocess_all_takes_every_held_entry(config: Path, db_url: str, tmp_pat
 def test_discard_closes_an_entry_for_good(config: Path, db_url: str, tmp_path: Path) -> None:
     ingest(db_url, tmp_path, b"Subject: kapot\r\n\r\nzonder afzender\r\n")
     (entry,) = cli_json(config, "quarantine", "list")
-    done = cli(config, "quarantine", "discard", str(entry["id"]), "--agent", "Marieke")
-    assert done.exit_code == 0, done.output
+    done = cli_json(config, "quarantine", "discard", str(entry["id"]), "--agent", "Marieke")
+    assert (done["state"], done["resolution"]) == ("discarded", "discarded by marieke")
     (closed,) = cli_json(config, "quarantine", "list", "--all")
-    assert (closed["state"], closed["resolution"]) == ("discarded", "discarded by marieke")
+    assert closed == done
     refused = cli(config, "quarantine", "reprocess", str(entry["id"]))
     assert refused.exit_code == 1 and "already discarded" in refused.stderr
     assert cli(config, "quarantine", "discard", "999").exit_code == 1
