@@ -16,11 +16,13 @@ import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aioimaplib
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tenacity import (
     AsyncRetrying,
@@ -40,6 +42,9 @@ _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
 _FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 HEAD_BYTES = 64 * 1024  # what is kept of a message over the size limit
+FETCH_BYTES = 32 * 1024 * 1024  # at most this much message data per FETCH answer
+STEADY_SECONDS = 30.0  # a connection that lasts this long counts as working again
+T = TypeVar("T")
 
 
 class ImapError(Exception):
@@ -54,6 +59,7 @@ RECOVERABLE = (
     aioimaplib.AioImapException,
     TemporaryFailure,
     LockLost,
+    SQLAlchemyError,  # the ledger's database is down: same as a temporary failure
 )
 
 
@@ -81,6 +87,26 @@ def uid_set(uids: list[int]) -> str:
         run_start = prev = uid
     parts.append(f"{run_start}:{prev}" if run_start != prev else str(run_start))
     return ",".join(parts)
+
+
+def fetch_groups(chunk: list[int], sizes: dict[int, int], limit: int) -> Iterator[list[int]]:
+    """UIDs in ascending order, grouped for FETCH: runs of messages within the size
+    limit up to FETCH_BYTES together, each message over the limit alone."""
+    group: list[int] = []
+    total = 0
+    for uid in sorted(chunk):
+        size = sizes.get(uid, 0)
+        if size > limit or (group and total + size > FETCH_BYTES):
+            if group:
+                yield group
+            group, total = [], 0
+        if size > limit:
+            yield [uid]
+            continue
+        group.append(uid)
+        total += size
+    if group:
+        yield group
 
 
 def parse_sizes(lines: list[bytes | bytearray]) -> dict[int, int]:
@@ -165,7 +191,7 @@ class ImapMailbox:
         self.health = _Health(settings.name)
         self.idles = 0  # IDLE commands issued
         self._lost = asyncio.Event()  # set by the client when the connection drops
-        self._news = False  # the last search saw an EXISTS: look again before waiting
+        self._idle_works = settings.idle  # False once a server refused IDLE
 
     @property
     def source(self) -> str:
@@ -183,18 +209,14 @@ class ImapMailbox:
         def connection_lost(_exc: Exception | None) -> None:
             lost.set()
 
-        if s.security == "tls":
-            client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
-                host=s.host,
-                port=s.port,
-                timeout=s.timeout_seconds,
-                ssl_context=ssl.create_default_context(),
-                conn_lost_cb=connection_lost,
-            )
-        else:
-            client = aioimaplib.IMAP4(
-                host=s.host, port=s.port, timeout=s.timeout_seconds, conn_lost_cb=connection_lost
-            )
+        # IMAP4 with an SSL context is IMAP4_SSL; only IMAP4 takes conn_lost_cb.
+        client = aioimaplib.IMAP4(
+            host=s.host,
+            port=s.port,
+            timeout=s.timeout_seconds,
+            conn_lost_cb=connection_lost,
+            ssl_context=ssl.create_default_context() if s.security == "tls" else None,
+        )
         try:
             await client.wait_hello_from_server()
             _check(await client.login(s.username, s.secret()), "LOGIN")
@@ -272,18 +294,40 @@ class ImapMailbox:
             )
             return list(rows)
 
+    async def _command(
+        self, what: str, call: Awaitable[aioimaplib.Response], *, bounded: bool = True
+    ) -> aioimaplib.Response:
+        """One IMAP command, ended by a lost connection or (when `bounded`) by
+        timeout_seconds: aioimaplib times out only some commands and fails none when
+        the connection drops. FETCH is not bounded (a large answer takes its time;
+        aioimaplib stops it when the server goes silent)."""
+        answer = await self._bounded(what, call, bounded=bounded)
+        return _check(answer, what)
+
+    async def _bounded(self, what: str, call: Awaitable[T], *, bounded: bool = True) -> T:
+        task = asyncio.ensure_future(call)
+        dropped = asyncio.ensure_future(self._lost.wait())
+        timeout = self.settings.timeout_seconds if bounded else None
+        try:
+            done, _ = await asyncio.wait(
+                {task, dropped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            dropped.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        raise ImapError(f"{what}: {'connection lost' if dropped in done else 'timed out'}")
+
     async def _new_uids(self, after: int) -> list[int]:
         assert self._client is not None
-        response = _check(await self._client.uid_search(f"UID {after + 1}:*"), "UID SEARCH")
+        response = await self._command("UID SEARCH", self._client.uid_search(f"UID {after + 1}:*"))
         uids: list[int] = []
-        self._news = False
         for line in response.lines[:-1]:
             words = bytes(line).split()
             if words[:1] == [b"SEARCH"]:  # aioimaplib usually strips the name
                 words = words[1:]
-            if b"EXISTS" in words:
-                self._news = True  # mail arrived while the server answered
-            elif all(word.isdigit() for word in words):
+            if words and all(word.isdigit() for word in words):
                 uids.extend(int(word) for word in words)
         # "n:*" always matches the highest UID, even when it is below n.
         return sorted(uid for uid in set(uids) if uid > after)
@@ -316,41 +360,46 @@ class ImapMailbox:
         return handled
 
     async def _take_in(self, chunk: list[int], done: list[int], stop: asyncio.Event | None) -> int:
-        """Fetch and ingest one UID range; `done` collects what was committed."""
+        """Fetch and ingest one UID range in ascending UID order (the highest UID in the
+        ledger is the cursor, so none may be passed over); `done` collects what was
+        committed. Bodies are fetched in groups of at most FETCH_BYTES; a message over
+        the size limit only by its head."""
         assert self._client is not None
         limit = self.settings.max_message_bytes
         sizes = parse_sizes(
-            _check(
-                await self._client.uid("fetch", uid_set(chunk), "(UID RFC822.SIZE)"),
-                "UID FETCH SIZE",
+            (
+                await self._command(
+                    "UID FETCH SIZE", self._client.uid("fetch", uid_set(chunk), "(UID RFC822.SIZE)")
+                )
             ).lines
         )
-        small = [uid for uid in chunk if sizes.get(uid, 0) <= limit]
-        large = [uid for uid in chunk if sizes.get(uid, 0) > limit]
         handled = 0
-        if small:
-            response = _check(
-                await self._client.uid("fetch", uid_set(small), "(UID BODY.PEEK[])"), "UID FETCH"
+        for group in fetch_groups(chunk, sizes, limit):
+            if stop is not None and stop.is_set():
+                break
+            oversize = len(group) == 1 and sizes.get(group[0], 0) > limit
+            part = f"BODY.PEEK[]<0.{HEAD_BYTES}>" if oversize else "BODY.PEEK[]"
+            response = await self._command(
+                "UID FETCH",
+                self._client.uid("fetch", uid_set(group), f"(UID {part})"),
+                bounded=False,
             )
-            for uid, raw in parse_fetch(response.lines):
+            bodies = dict(parse_fetch(response.lines))
+            for uid in group:
+                raw = bodies.get(uid)
+                if raw is None:  # expunged meanwhile by someone else: nothing to take in
+                    log.warning("mailbox %s: UID %s is gone from the server", self.source, uid)
+                    continue
                 ack = UidSeen(self.settings.name, self._uidvalidity, uid)
-                await self._pipeline.ingest(raw, f"{self.source}:{uid}", ack=ack)
+                where = f"{self.source}:{uid}"
+                if oversize:
+                    await self._pipeline.quarantine_oversize(raw, sizes[uid], limit, where, ack=ack)
+                else:
+                    await self._pipeline.ingest(raw, where, ack=ack)
                 done.append(uid)
                 handled += 1
                 if stop is not None and stop.is_set():
                     return handled
-        for uid in large:
-            response = _check(
-                await self._client.uid("fetch", str(uid), f"(UID BODY.PEEK[]<0.{HEAD_BYTES}>)"),
-                "UID FETCH HEAD",
-            )
-            for _uid, head in parse_fetch(response.lines):
-                ack = UidSeen(self.settings.name, self._uidvalidity, uid)
-                await self._pipeline.quarantine_oversize(
-                    head, sizes[uid], limit, f"{self.source}:{uid}", ack=ack
-                )
-                done.append(uid)
-                handled += 1
         return handled
 
     async def _acknowledge(self, uids: list[int]) -> None:
@@ -358,11 +407,12 @@ class ImapMailbox:
         assert self._client is not None
         folder = self.settings.processed_folder
         if folder:
-            _check(await self._client.uid("move", uid_set(uids), _quoted(folder)), "UID MOVE")
+            await self._command(
+                "UID MOVE", self._client.uid("move", uid_set(uids), _quoted(folder))
+            )
         else:
-            _check(
-                await self._client.uid("store", uid_set(uids), "+FLAGS.SILENT", r"(\Seen)"),
-                "UID STORE",
+            await self._command(
+                "UID STORE", self._client.uid("store", uid_set(uids), "+FLAGS.SILENT", r"(\Seen)")
             )
         async with self._sessions() as session, session.begin():
             await session.execute(
@@ -378,15 +428,19 @@ class ImapMailbox:
     async def wait_for_mail(self, stop: asyncio.Event) -> None:
         """Until new mail may be there: IDLE when offered, else the poll interval."""
         client = self._client
-        if client is not None and self.settings.idle and client.has_capability("IDLE"):
+        if client is not None and self._idle_works and client.has_capability("IDLE"):
             await self._idle(client, stop)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_seconds)
+        await _sleep_unless(stop, self.settings.poll_seconds)
 
     async def _idle(self, client: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
         renew = self.settings.idle_renew_seconds
-        idle = await client.idle_start(timeout=renew)
+        try:
+            idle = await self._bounded("IDLE", client.idle_start(timeout=renew))
+        except aioimaplib.Abort as exc:  # the server offers IDLE but refuses it
+            log.warning("mailbox %s: IDLE refused (%s); polling instead", self.source, exc)
+            self._idle_works = False
+            return
         self.idles += 1
         stopper = asyncio.ensure_future(stop.wait())
         dropped = asyncio.ensure_future(self._lost.wait())
@@ -412,14 +466,19 @@ class ImapMailbox:
             dropped.cancel()
             if client.has_pending_idle() and not self._lost.is_set():
                 client.idle_done()
-        _check(await asyncio.wait_for(idle, self.settings.timeout_seconds), "IDLE")
+        await self._command("IDLE", idle)
 
     async def catch_up(self, stop: asyncio.Event) -> None:
-        """Drain until a search finds nothing new, so that the last command before IDLE
-        is that empty search: mail arriving after it is announced when IDLE starts
-        (an EXISTS sent with an earlier answer would not be repeated)."""
-        while await self.drain(stop) or self._news:
-            if stop.is_set():
+        """Drain until nothing new comes, then NOOP: an EXISTS the server sent with the
+        answer to an earlier command is dropped by aioimaplib and not repeated when IDLE
+        starts, but one it sends with the NOOP's answer is seen here. What arrives in
+        the instant between the two waits at most idle_renew_seconds."""
+        while not stop.is_set():
+            if await self.drain(stop):
+                continue
+            assert self._client is not None
+            noop = await self._command("NOOP", self._client.noop())
+            if not any(b"EXISTS" in bytes(line) for line in noop.lines):
                 return
 
     async def _start(self, stop: asyncio.Event) -> None:
@@ -427,7 +486,6 @@ class ImapMailbox:
         await self.close()
         await self.connect()
         await self.catch_up(stop)
-        self.health.working()
 
     async def _serve(self, stop: asyncio.Event) -> None:
         """Wait for mail and take it in, until stopped or an error."""
@@ -439,9 +497,14 @@ class ImapMailbox:
             await self.catch_up(stop)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Read this mailbox until stopped: lock, connect, drain, wait; recover from errors."""
+        """Read this mailbox until stopped: lock, connect, drain, wait; recover from errors.
+
+        Reconnecting backs off (tenacity); so does a connection that fails again within
+        STEADY_SECONDS of being made, so a flapping server cannot make a tight loop.
+        """
         name = self.settings.name
         standby_logged = False
+        flaps = 0
         try:
             while not stop.is_set():
                 try:
@@ -457,12 +520,22 @@ class ImapMailbox:
                     async for attempt in self._retrying(stop):
                         with attempt:
                             await self._start(stop)
-                    await self._serve(stop)
+                    if flaps <= 1:  # not flapping (yet): say so now
+                        self.health.working()
+                    serving = asyncio.ensure_future(self._serve(stop))
+                    done, _ = await asyncio.wait({serving}, timeout=STEADY_SECONDS)
+                    if not done:
+                        flaps = 0
+                        self.health.working()
+                    await serving
                 except RECOVERABLE as exc:
-                    # A working connection failed: try again at once, then back off.
                     self.health.failing(_describe(exc))
                     await self.close()
-                except Exception as exc:  # the database is down while locking, or a bug
+                    flaps += 1
+                    if flaps > 1:  # failed again soon after reconnecting: back off
+                        delay = min(2.0 ** (flaps - 1), self.settings.reconnect_max_seconds)
+                        await _sleep_unless(stop, delay)
+                except Exception as exc:  # a bug: keep the daemon, slow down, say it once
                     if self.health.trouble != _describe(exc):
                         log.exception("mailbox %s: unexpected error", name)
                     self.health.failing(_describe(exc))

@@ -14,14 +14,14 @@ from sqlalchemy.orm import undefer
 
 from gateway.app import Gateway, run_once
 from gateway.intake.imap import ImapMailbox
-from gateway.pipeline import UidSeen
+from gateway.pipeline import Pipeline, UidSeen
 from gateway.store.locks import MailboxLock
 from gateway.store.models import MailboxUid, QuarantinedMessage
 from tests.conftest import GatewayFactory
 from tests.integration.helpers import counts
 from tests.support.dovecot import Dovecot, ImapAccount, free_port
 from tests.support.mails import make_mail
-from tests.support.settings import imap_mailbox
+from tests.support.settings import Clock, imap_mailbox
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.imap
@@ -233,3 +233,32 @@ async def test_new_uidvalidity_rescans_the_mailbox_without_doubling_anything(
     assert any("UIDVALIDITY changed" in r.getMessage() for r in caplog.records)
     await sink.wait_for(3)
     assert len(sink.messages) == 3
+
+
+async def test_oversize_mail_before_a_small_one_is_never_passed_over(
+    make_gateway: GatewayFactory, imap_account: ImapAccount, clock: Clock
+) -> None:
+    """UIDs are taken in order: the cursor (the highest UID done) never skips one."""
+    big = make_mail(subject="Logbestanden", body="logregel\n" * 800)
+    imap_account.append(big, make_mail(subject="Klein"))
+    gateway = await make_gateway(mailboxes=[imap_mailbox(imap_account, max_message_bytes=4096)])
+    stop = asyncio.Event()  # set by the first commit, as a SIGTERM at that moment would
+    stopping = Pipeline(gateway.sessions, gateway.desk, clock=clock, on_commit=stop.set)
+    settings = gateway.mailboxes[0].settings
+    mailbox = ImapMailbox(settings, gateway.sessions, stopping, gateway.engine)
+    assert await mailbox.drain(stop) == 1  # the stop came after UID 1, the big one
+    await mailbox.close()
+    assert imap_account.flags() == {1: "\\Seen", 2: ""}
+    assert (await run_once(gateway)).messages == 1
+    c = await counts(gateway)
+    assert (c["quarantine"], c["tickets"]) == (1, 1)
+
+
+async def test_tls_mailbox_that_cannot_connect_is_reported_not_a_crash(
+    make_gateway: GatewayFactory,
+) -> None:
+    tls = {"name": "secure", "host": "127.0.0.1", "port": free_port(), "security": "tls",
+           "username": "x", "password": "y", "timeout_seconds": 2}  # fmt: skip
+    gateway = await make_gateway(mailboxes=[tls])
+    summary = await run_once(gateway)
+    assert summary.errors and summary.errors[0].startswith("mailbox secure:")

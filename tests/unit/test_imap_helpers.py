@@ -1,4 +1,4 @@
-from gateway.intake.imap import parse_fetch, uid_ranges, uid_set
+from gateway.intake.imap import FETCH_BYTES, fetch_groups, parse_fetch, uid_ranges, uid_set
 
 
 def test_uid_set_compresses_runs() -> None:
@@ -18,3 +18,15 @@ def test_parse_fetch_pairs_each_literal_with_its_uid_before_or_after_it() -> Non
         b"Fetch completed.",
     ]  # fmt: skip
     assert parse_fetch(lines) == [(11, b"hello"), (13, b"abc")]
+
+
+def testfetch_groups_keep_uid_order_and_put_each_oversize_message_alone() -> None:
+    sizes = {1: 10, 2: 500, 3: 10, 4: 10, 5: 10}
+    assert list(fetch_groups([5, 4, 3, 2, 1], sizes, limit=100)) == [[1], [2], [3, 4, 5]]
+
+
+def testfetch_groups_cut_runs_at_fetch_bytes() -> None:
+    third = FETCH_BYTES // 3 + 1
+    sizes = dict.fromkeys(range(1, 6), third)
+    groups = list(fetch_groups(list(range(1, 6)), sizes, limit=FETCH_BYTES))
+    assert groups == [[1, 2], [3, 4], [5]]
