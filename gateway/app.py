@@ -140,7 +140,7 @@ async def _relay_loop(gateway: Gateway, stop: asyncio.Event) -> None:
         gateway.outbox_wake.clear()
         timeout = gateway.settings.outbound.poll_seconds
         try:
-            await gateway.relay.send_due()
+            await gateway.relay.send_due(stop=stop)
             due: datetime | None = await gateway.relay.next_due()
             if due is not None:
                 timeout = min(timeout, max(0.05, (due - gateway.relay.clock()).total_seconds()))
@@ -218,6 +218,7 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
         for task in (*readers, relay):
             task.cancel()
         await asyncio.gather(winding, *readers, relay, return_exceptions=True)
+        gateway.relay.abort()  # no QUIT on a connection that may be mid-transaction
     await gateway.relay.close()
 
 

@@ -81,6 +81,7 @@ class Transport(Protocol):
     ) -> bool: ...
 
     async def close(self) -> None: ...
+    def abort(self) -> None: ...
 
 
 def _is_permanent(code: int) -> bool:
@@ -154,7 +155,12 @@ class SmtpTransport:
     async def send(self, message: bytes, sender: str, recipient: str, handover: Handover) -> bool:
         try:
             client = await self._envelope(sender, recipient)
-            if not await handover():
+            try:
+                taken = await handover()
+            except BaseException:
+                self.abort()  # the envelope is left open: never reuse this connection
+                raise
+            if not taken:
                 await client.rset()
                 return False
         except aiosmtplib.SMTPResponseException as exc:
@@ -167,8 +173,11 @@ class SmtpTransport:
             raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
         try:
             await client.data(message, timeout=self._settings.data_timeout_seconds)
-        except aiosmtplib.SMTPResponseException as exc:  # a definite refusal of the message
-            await self._reset()
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code < 400:  # not a refusal: a garbled reply, the message may be there
+                self.abort()
+                raise InDoubt(f"unreadable reply to DATA: {exc.code} {exc.message}") from exc
+            await self._reset()  # a definite refusal of the message
             if _is_permanent(exc.code):
                 raise PermanentFailure(f"{exc.code} {exc.message}") from exc
             raise TransientFailure(f"{exc.code} {exc.message}") from exc
@@ -176,6 +185,12 @@ class SmtpTransport:
             self._client = None
             raise InDoubt(f"connection failed during DATA: {type(exc).__name__}: {exc}") from exc
         return True
+
+    def abort(self) -> None:
+        """Close the connection at once, without QUIT."""
+        if self._client is not None:
+            self._client.close()
+        self._client = None
 
     async def _reset(self) -> None:
         """Clear a refused envelope so the connection can carry the next message."""
@@ -194,6 +209,9 @@ class MaildirTransport:
         self._root = Path(directory)
 
     async def close(self) -> None:
+        return None
+
+    def abort(self) -> None:
         return None
 
     def _deliver(self, data: bytes) -> None:
@@ -254,11 +272,11 @@ class Relay:
 
     @property
     def _sending_lease(self) -> timedelta:
-        """How long a delivery may take before its row is in doubt: the DATA command and
-        the message within timeout_seconds each, the final reply within
-        data_timeout_seconds, and a margin."""
+        """How long a delivery may take before its row is in doubt: aiosmtplib allows
+        data_timeout_seconds for the answer to DATA and again for the final reply, plus
+        timeout_seconds for writing and a margin."""
         outbound = self._settings.outbound
-        return timedelta(seconds=outbound.timeout_seconds * 3 + outbound.data_timeout_seconds)
+        return timedelta(seconds=outbound.timeout_seconds * 3 + outbound.data_timeout_seconds * 2)
 
     async def _claim(self) -> tuple[str, list[OutboxMessage]]:
         """Mark dead relays' deliveries in doubt, then claim a batch of due rows."""
@@ -350,9 +368,8 @@ class Relay:
 
     async def _settle(self, token: str, owed: list[tuple[OutboxMessage, dict[str, Any]]]) -> None:
         """Write the results owed now (a failure, or the end of a batch)."""
-        results = owed.copy()
+        await self._write(token, owed)
         owed.clear()
-        await self._write(token, results)
 
     def _result(self, row: OutboxMessage, error: Exception | None) -> dict[str, Any]:
         """The values that record one attempt."""
@@ -383,11 +400,14 @@ class Relay:
             )
         return values
 
-    async def send_due(self, *, until: float | None = None) -> RelayStats:
+    async def send_due(
+        self, *, until: float | None = None, stop: asyncio.Event | None = None
+    ) -> RelayStats:
         """Send every notification that is due now, batch by batch.
 
-        With `until` (a loop.time()), stop between notifications once it has passed;
-        what was claimed and not started returns to the queue.
+        With `until` (a loop.time()), stop between notifications once it has passed,
+        and likewise once `stop` is set; what was claimed and not started returns to
+        the queue.
         """
         stats = RelayStats()
         loop = asyncio.get_running_loop()
@@ -395,18 +415,23 @@ class Relay:
             token, rows = await self._claim()
             if not rows:
                 break
-            finished = await self._send_batch(token, rows, stats, until)
+            finished = await self._send_batch(token, rows, stats, until, stop)
             if not finished:
                 await self._unclaim(token)
                 break
             if len(rows) < self._settings.outbound.batch_size:
                 break
-            if until is not None and loop.time() >= until:
+            if (until is not None and loop.time() >= until) or (stop and stop.is_set()):
                 break
         return stats
 
     async def _send_batch(
-        self, token: str, rows: Sequence[OutboxMessage], stats: RelayStats, until: float | None
+        self,
+        token: str,
+        rows: Sequence[OutboxMessage],
+        stats: RelayStats,
+        until: float | None = None,
+        stop: asyncio.Event | None = None,
     ) -> bool:
         """Send a claimed batch; False when time ran out before the end of it.
 
@@ -419,13 +444,13 @@ class Relay:
         owed: list[tuple[OutboxMessage, dict[str, Any]]] = []  # results not yet written
 
         async def handover(row: OutboxMessage) -> bool:
-            results = owed.copy()
-            owed.clear()
-            return await self._write(token, results, handover=row)
+            taken = await self._write(token, owed, handover=row)
+            owed.clear()  # only once written: a failed write leaves them owed
+            return taken
 
         try:
             for row in rows:
-                if until is not None and loop.time() >= until:
+                if (until is not None and loop.time() >= until) or (stop and stop.is_set()):
                     return False
                 error: Exception | None = unreachable
                 if error is None:
@@ -467,6 +492,10 @@ class Relay:
     async def close(self) -> None:
         """Close the outbound connection, if one is open."""
         await self._transport.close()
+
+    def abort(self) -> None:
+        """Drop the outbound connection at once (shutdown time is up)."""
+        self._transport.abort()
 
     async def pending_count(self) -> int:
         async with self._sessions() as session:

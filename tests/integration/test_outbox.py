@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from gateway.outbox import NotRetryable, RelayStats, retry_notification
 from gateway.store.models import OutboxMessage
@@ -209,3 +210,30 @@ async def test_refused_recipient_fails_before_anything_is_handed_over(
     )
     sink.refuse_recipients = None
     assert sink.messages == []
+
+
+async def test_database_failure_at_the_handover_leaves_no_open_envelope_behind(
+    make_gateway: GatewayFactory, sink: SmtpSink, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next notification must not meet '503 nested MAIL command' on a reused connection."""
+    gateway = await make_gateway()
+    await gateway.pipeline.ingest(make_mail(), "t")
+    real_write = gateway.relay._write
+    calls = 0
+
+    async def failing_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OperationalError("UPDATE outbox", {}, Exception("database is locked"))
+        return await real_write(*args, **kwargs)
+
+    monkeypatch.setattr(gateway.relay, "_write", failing_once)
+    with pytest.raises(OperationalError):
+        await gateway.relay.send_due()
+    (row,) = await outbox_rows(gateway)
+    assert row.state == "claimed"  # nothing handed over; back in the queue after the claim
+    clock.advance(seconds=61)
+    assert (await gateway.relay.send_due()).sent == 1
+    (row,) = await outbox_rows(gateway)
+    assert (row.state, len(sink.messages)) == ("sent", 1)
