@@ -111,10 +111,19 @@ def _stage_of(exc: BaseException) -> str:
     return "process"
 
 
+# PostgreSQL error classes that pass: 40 transaction rollback (serialization failure,
+# deadlock), 53 insufficient resources, 57 operator intervention (shutdown, cancel),
+# 08 connection exception.
+_TEMPORARY_SQLSTATE_CLASSES = ("40", "53", "57", "08")
+
+
 def _is_temporary(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | OSError | ConnectionError):
         return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    return bool(exc.connection_invalidated) or sqlstate[:2] in _TEMPORARY_SQLSTATE_CLASSES
 
 
 @dataclass(frozen=True)

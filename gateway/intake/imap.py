@@ -192,6 +192,7 @@ class ImapMailbox:
         self.idles = 0  # IDLE commands issued
         self._lost = asyncio.Event()  # set by the client when the connection drops
         self._idle_works = settings.idle  # False once a server refused IDLE
+        self._news = False  # mail was announced while the last search ran
 
     @property
     def source(self) -> str:
@@ -320,8 +321,16 @@ class ImapMailbox:
         raise ImapError(f"{what}: {'connection lost' if dropped in done else 'timed out'}")
 
     async def _new_uids(self, after: int) -> list[int]:
+        """UIDs above `after`. A NOOP goes out together with the SEARCH: aioimaplib drops
+        an untagged EXISTS unless a NOOP is pending, and the server announces a new
+        message only once, so mail that arrives while the search runs is seen here
+        (`self._news`) instead of being missed until the next IDLE renewal."""
         assert self._client is not None
-        response = await self._command("UID SEARCH", self._client.uid_search(f"UID {after + 1}:*"))
+        response, ping = await asyncio.gather(
+            self._command("UID SEARCH", self._client.uid_search(f"UID {after + 1}:*")),
+            self._command("NOOP", self._client.noop()),
+        )
+        self._news = any(b"EXISTS" in bytes(line) for line in ping.lines)
         uids: list[int] = []
         for line in response.lines[:-1]:
             words = bytes(line).split()
@@ -469,16 +478,10 @@ class ImapMailbox:
         await self._command("IDLE", idle)
 
     async def catch_up(self, stop: asyncio.Event) -> None:
-        """Drain until nothing new comes, then NOOP: an EXISTS the server sent with the
-        answer to an earlier command is dropped by aioimaplib and not repeated when IDLE
-        starts, but one it sends with the NOOP's answer is seen here. What arrives in
-        the instant between the two waits at most idle_renew_seconds."""
+        """Drain until a search finds nothing and no mail was announced meanwhile: then
+        the next command is IDLE, and the server announces what arrives after that."""
         while not stop.is_set():
-            if await self.drain(stop):
-                continue
-            assert self._client is not None
-            noop = await self._command("NOOP", self._client.noop())
-            if not any(b"EXISTS" in bytes(line) for line in noop.lines):
+            if not await self.drain(stop) and not self._news:
                 return
 
     async def _start(self, stop: asyncio.Event) -> None:

@@ -57,7 +57,12 @@ async def ticket_for_thread(session: AsyncSession, message_ids: Iterable[str]) -
         ticket_id = await session.scalar(
             select(Article.ticket_id).where(Article.message_id.in_(ids)).limit(1)
         )
-    return None if ticket_id is None else await session.get(Ticket, ticket_id)
+    if ticket_id is None:
+        return None
+    # Locked (PostgreSQL) until the transaction ends: two replies to one ticket at once
+    # (two daemons, LMTP and IMAP) are applied one after the other, not both to the
+    # same old status.
+    return await session.get(Ticket, ticket_id, with_for_update=True)
 
 
 async def match_ticket(session: AsyncSession, desk: Desk, mail: ParsedMail) -> Ticket | None:
@@ -68,7 +73,9 @@ async def match_ticket(session: AsyncSession, desk: Desk, mail: ParsedMail) -> T
     reference = find_reference(mail.subject, desk.settings.desk.reference_prefix)
     if reference is None:
         return None
-    return await session.scalar(select(Ticket).where(Ticket.reference == reference))
+    return await session.scalar(
+        select(Ticket).where(Ticket.reference == reference).with_for_update()
+    )
 
 
 async def receive_customer_mail(

@@ -30,8 +30,13 @@ async def next_reference(session: AsyncSession, prefix: str, year: int) -> str:
 
 
 async def get_ticket(session: AsyncSession, reference: str) -> Ticket:
-    """The ticket with this reference (case-insensitive); UnknownTicket if none."""
-    ticket = await session.scalar(select(Ticket).where(Ticket.reference == reference.upper()))
+    """The ticket with this reference (case-insensitive); UnknownTicket if none.
+
+    Locked for the rest of the transaction (PostgreSQL), so that a change by an agent
+    and a customer's mail arriving at the same moment do not overwrite each other."""
+    ticket = await session.scalar(
+        select(Ticket).where(Ticket.reference == reference.upper()).with_for_update()
+    )
     if ticket is None:
         raise UnknownTicket(f"no ticket with reference {reference}")
     return ticket
