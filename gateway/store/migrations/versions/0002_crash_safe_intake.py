@@ -48,8 +48,12 @@ def upgrade() -> None:
 
     with op.batch_alter_table("outbox") as batch_op:
         batch_op.add_column(sa.Column("claim_token", sa.String(length=32), nullable=True))
-    # Rows claimed by the old relay go back to the queue (it had no in-flight state).
-    op.execute("UPDATE outbox SET state = 'pending' WHERE state = 'sending'")
+    # A row the old relay left `sending` may have been delivered: at most once from now
+    # on, so it is in doubt (`outbox list --state unknown`, `outbox retry ID`).
+    op.execute(
+        "UPDATE outbox SET state = 'unknown', last_error = 'in delivery when the gateway "
+        "was upgraded; may have been delivered' WHERE state = 'sending'"
+    )
 
     with op.batch_alter_table("quarantine") as batch_op:
         batch_op.add_column(
@@ -65,6 +69,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("resolution", sa.String(length=255), nullable=True))
     op.execute("UPDATE quarantine SET size = length(raw) WHERE raw IS NOT NULL")
 
+    # Copies that share a Message-ID with an earlier message (possible before this
+    # version) become recorded duplicates, so the unique index can be built.
+    op.execute(
+        "UPDATE inbound_messages SET outcome = 'duplicate' WHERE message_id IS NOT NULL "
+        "AND id > (SELECT min(first.id) FROM inbound_messages AS first "
+        "WHERE first.message_id = inbound_messages.message_id)"
+    )
     op.create_index(
         "uq_inbound_messages_message_id",
         "inbound_messages",
@@ -82,7 +93,9 @@ def downgrade() -> None:
             batch_op.drop_column(column)
     with op.batch_alter_table("outbox") as batch_op:
         batch_op.drop_column("claim_token")
-    op.execute("UPDATE outbox SET state = 'sending' WHERE state IN ('claimed', 'unknown')")
+    op.execute("UPDATE outbox SET state = 'pending' WHERE state = 'claimed'")
+    # The old relay would resend `sending` rows; unknown ones stay failed, not resent.
+    op.execute("UPDATE outbox SET state = 'failed' WHERE state IN ('sending', 'unknown')")
     op.create_table(
         "mailbox_cursors",
         sa.Column("mailbox", sa.String(length=64), nullable=False),
@@ -91,10 +104,13 @@ def downgrade() -> None:
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("mailbox", name=op.f("pk_mailbox_cursors")),
     )
+    # One cursor per mailbox: the highest UID of its newest UIDVALIDITY.
     op.execute(
         "INSERT INTO mailbox_cursors (mailbox, uidvalidity, last_uid, updated_at) "
-        "SELECT mailbox, uidvalidity, max(uid), max(at) FROM mailbox_uids "
-        "GROUP BY mailbox, uidvalidity"
+        "SELECT u.mailbox, u.uidvalidity, max(u.uid), max(u.at) FROM mailbox_uids AS u "
+        "WHERE u.uidvalidity = (SELECT n.uidvalidity FROM mailbox_uids AS n "
+        "WHERE n.mailbox = u.mailbox ORDER BY n.at DESC LIMIT 1) "
+        "GROUP BY u.mailbox, u.uidvalidity"
     )
     op.drop_index("ix_mailbox_uids_unacked", table_name="mailbox_uids")
     op.drop_table("mailbox_uids")

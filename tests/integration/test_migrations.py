@@ -1,0 +1,103 @@
+"""Schema migrations carry existing data over, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.store import migrate
+from gateway.store.db import create_engine
+from tests.conftest import DEFAULT_PG_URL, _asyncpg_dsn
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_engine(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[AsyncEngine]:  # type: ignore[no-untyped-def]
+    """An engine on a database with no schema at all."""
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/old.db")
+        yield engine
+        await engine.dispose()
+        return
+    base = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)
+    name = f"gw_migr_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(_asyncpg_dsn(base))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    engine = create_engine(make_url(base).set(database=name).render_as_string(False))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+OLD_ROWS = [
+    "INSERT INTO mailbox_cursors VALUES ('desk', 7, 41, '2026-03-01 10:00:00')",
+    "INSERT INTO tickets (id, reference, subject, status, team, requester, language, "
+    "priority_overridden, created_at, updated_at, article_count) VALUES (1, 'VTM-2026-000001',"
+    " 'x', 'open', 'noc', 'a@b.example', 'nl', false, '2026-03-01', '2026-03-01', 1)",
+    "INSERT INTO inbound_messages (id, sha256, message_id, source, size, received_at, outcome) "
+    "VALUES (1, 'a', 'm1@b.example', 'imap:desk:40', 10, '2026-03-01', 'ticket'), "
+    "(2, 'b', 'm1@b.example', 'smtp', 12, '2026-03-01', 'article')",
+    "INSERT INTO outbox (id, ticket_id, event, dedupe_key, recipient, reply_to, subject, "
+    "body_text, body_html, message_id, auto_submitted, state, attempts, next_attempt_at, "
+    "created_at) VALUES (1, 1, 'created', 'k1', 'a@b.example', 'noc@vtm.example', 's', 't', "
+    "'h', 'n1@vtm.example', 'auto-replied', 'sending', 1, '2026-03-01', '2026-03-01')",
+]
+
+
+CURSORS = "SELECT mailbox, uidvalidity, last_uid FROM mailbox_cursors"
+
+
+async def rows(engine: AsyncEngine, sql: str) -> list[tuple[object, ...]]:
+    async with engine.connect() as conn:
+        return [tuple(r) for r in (await conn.execute(text(sql))).all()]
+
+
+async def test_upgrade_keeps_the_cursor_and_doubts_what_was_in_delivery(
+    empty_engine: AsyncEngine,
+) -> None:
+    await migrate.upgrade(empty_engine, "0001")
+    async with empty_engine.begin() as conn:
+        for sql in OLD_ROWS:
+            await conn.execute(text(sql))
+    await migrate.upgrade(empty_engine)
+    assert await rows(
+        empty_engine, "SELECT mailbox, uidvalidity, uid, acked FROM mailbox_uids"
+    ) == [("desk", 7, 41, True)]
+    assert await rows(empty_engine, "SELECT state FROM outbox") == [("unknown",)]
+    # The second copy of m1 (possible before) is a recorded duplicate, the first untouched.
+    assert await rows(empty_engine, "SELECT id, outcome FROM inbound_messages ORDER BY id") == [
+        (1, "ticket"),
+        (2, "duplicate"),
+    ]
+
+    await migrate.downgrade(empty_engine, "0001")
+    assert await rows(
+        empty_engine, "SELECT mailbox, uidvalidity, last_uid FROM mailbox_cursors"
+    ) == [("desk", 7, 41)]
+    assert await rows(empty_engine, "SELECT state FROM outbox") == [("failed",)]
+
+
+async def test_downgrade_after_a_uidvalidity_change_keeps_the_newest_cursor(
+    empty_engine: AsyncEngine,
+) -> None:
+    await migrate.upgrade(empty_engine)
+    async with empty_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO mailbox_uids VALUES ('desk', 7, 41, 'ticket', true, '2026-03-01'),"
+                " ('desk', 9, 3, 'ticket', true, '2026-03-02')"
+            )
+        )
+    await migrate.downgrade(empty_engine, "0001")
+    assert await rows(
+        empty_engine, "SELECT mailbox, uidvalidity, last_uid FROM mailbox_cursors"
+    ) == [("desk", 9, 3)]
