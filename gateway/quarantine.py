@@ -35,8 +35,8 @@ async def reprocess(
         if row.truncated:
             raise QuarantineError(
                 f"quarantine entry {entry_id} holds only the first {len(row.raw)} of "
-                f"{row.size} bytes (over the size limit); the whole message is still at "
-                f"its source ({row.source})"
+                f"{row.size} bytes (over the size limit); from IMAP the whole message "
+                f"stays on the server, through deliver it was bounced ({row.source})"
             )
         raw, source = row.raw, row.source
     return await pipeline.ingest(raw, source, ack=QuarantineResolved(entry_id))
@@ -56,8 +56,10 @@ async def discard(
     """Mark an entry as dealt with; its raw bytes stay for the record."""
     async with sessions() as session, session.begin():
         await _held(session, entry_id)
-        await session.execute(
+        result = await session.execute(
             update(QuarantinedMessage)
-            .where(QuarantinedMessage.id == entry_id)
+            .where(QuarantinedMessage.id == entry_id, QuarantinedMessage.state == "held")
             .values(state="discarded", resolved_at=now, resolution=f"discarded by {by}"[:255])
         )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            raise QuarantineError(f"quarantine entry {entry_id} was just dealt with elsewhere")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import weakref
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -77,6 +78,7 @@ class SmtpListener:
         self.source = f"{settings.kind}:{where}"
         self._handler = DeskHandler(pipeline, settings, self.source)
         self._server: asyncio.Server | None = None
+        self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
 
     @property
     def port(self) -> int:
@@ -91,12 +93,14 @@ class SmtpListener:
         protocol = LMTP if settings.kind == "lmtp" else SMTP
 
         def factory() -> Any:
-            return protocol(
+            session = protocol(
                 self._handler,
                 data_size_limit=settings.max_message_bytes,
                 enable_SMTPUTF8=True,
                 ident="ticket-gateway",
             )
+            self._sessions.add(session)
+            return session
 
         if settings.path:
             with contextlib.suppress(FileNotFoundError):
@@ -108,12 +112,16 @@ class SmtpListener:
             log.info("%s listener on %s:%s", settings.kind, settings.host, self.port)
 
     async def stop(self) -> None:
-        """Stop accepting connections; a message in hand is still committed and answered."""
+        """Stop accepting connections; a message in hand is still committed and answered,
+        then open connections are closed (a client in the middle of sending has no 250
+        and sends again later)."""
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
             self._server = None
         await self._handler.idle.wait()
+        for session in list(self._sessions):
+            if session.transport is not None:
+                session.transport.close()
         if self.settings.path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.settings.path)

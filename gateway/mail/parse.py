@@ -51,6 +51,7 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     """The Message-IDs in a header value, without angle brackets."""
     if not value:
         return ()
+    value = _CONTROL.sub("", value)
     found = _MSGID.findall(value)
     if not found and value.strip() and " " not in value.strip():
         found = [value.strip().strip("<>")]

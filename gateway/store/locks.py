@@ -9,10 +9,14 @@ harmless anyway).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+KEEPALIVE = {"tcp_keepalives_idle": 30, "tcp_keepalives_interval": 10, "tcp_keepalives_count": 3}
+CHECK_SECONDS = 10.0  # a lock connection that does not answer this fast is given up
 
 
 class LockLost(Exception):
@@ -45,6 +49,10 @@ class MailboxLock:
             return True
         connection = await self._engine.connect()
         try:
+            # The server notices a holder whose host or network died within about a
+            # minute (not TCP's default two hours) and frees the lock for the others.
+            for setting, value in KEEPALIVE.items():
+                await connection.execute(text(f"SET {setting} = {value}"))
             got = await connection.scalar(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
             )
@@ -63,8 +71,9 @@ class MailboxLock:
         if self._connection is None:
             return
         try:
-            await self._connection.scalar(text("SELECT 1"))
-            await self._connection.commit()
+            async with asyncio.timeout(CHECK_SECONDS):
+                await self._connection.scalar(text("SELECT 1"))
+                await self._connection.commit()
         except Exception as exc:
             await self.release()
             raise LockLost(f"lost the mailbox lock: {exc}") from exc
@@ -74,10 +83,11 @@ class MailboxLock:
         self._granted = False
         if connection is not None:
             try:
-                await connection.execute(
-                    text("SELECT pg_advisory_unlock(:key)"), {"key": self._key}
-                )
-                await connection.commit()
+                async with asyncio.timeout(CHECK_SECONDS):
+                    await connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": self._key}
+                    )
+                    await connection.commit()
             except Exception:  # the connection is gone, and the lock with it
                 await connection.invalidate()
             finally:
