@@ -619,7 +619,19 @@ EX_DATAERR = 65  # sysexits.h: the message is refused for good (the MTA bounces 
 EX_TEMPFAIL = 75  # sysexits.h: try again later (the MTA keeps the message queued)
 
 
-@main.command()
+class _MtaCommand(click.Command):
+    """A command an MTA runs: a usage error exits 75 (try later), never 2, which an MTA
+    would take as a permanent failure and bounce the customer's mail."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(EX_TEMPFAIL)
+
+
+@main.command(cls=_MtaCommand)
 @click.option(
     "--recipient",
     "recipients",

@@ -116,7 +116,11 @@ class SmtpTransport:
             with attempt:
                 await client.connect()
         if s.username:
-            await client.login(s.username, s.secret())
+            try:
+                await client.login(s.username, s.secret())
+            except BaseException:
+                client.close()
+                raise
         return client
 
     async def close(self) -> None:

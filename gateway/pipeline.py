@@ -329,12 +329,20 @@ class Pipeline:
         outcome = Outcome("quarantined", reason=f"{stage}: {error}")
         try:
             async with self._sessions() as session, session.begin():
-                held = await session.scalar(
-                    select(QuarantinedMessage.id).where(
-                        QuarantinedMessage.sha256 == digest, QuarantinedMessage.state == "held"
+                earlier = (
+                    await session.execute(
+                        select(QuarantinedMessage.id, QuarantinedMessage.state)
+                        .where(QuarantinedMessage.sha256 == digest)
+                        .order_by(QuarantinedMessage.id.desc())
+                        .limit(1)
                     )
-                )
-                if held is None:
+                ).first()
+                if earlier is not None and earlier.state == "discarded":
+                    # Seen and thrown away by an agent: a new copy (a rescan) stays away.
+                    outcome = Outcome(
+                        "quarantined", reason=f"discarded before as quarantine entry {earlier.id}"
+                    )
+                elif earlier is None or earlier.state != "held":
                     session.add(
                         QuarantinedMessage(
                             sha256=digest,
@@ -353,7 +361,7 @@ class Pipeline:
                 else:
                     await session.execute(
                         update(QuarantinedMessage)
-                        .where(QuarantinedMessage.id == held)
+                        .where(QuarantinedMessage.id == earlier.id)
                         .values(
                             stage=stage,
                             error=message,

@@ -82,3 +82,9 @@ def test_bad_config_exits_75_not_2(tmp_path: Path) -> None:
     result = deliver(config, make_mail())
     assert result.exit_code == EX_TEMPFAIL
     assert "desk.language" in result.stderr
+
+
+def test_usage_error_exits_75_so_the_mta_does_not_bounce(config: Path) -> None:
+    result = deliver(config, make_mail(), "--recipent", "noc@vtm.example")
+    assert result.exit_code == EX_TEMPFAIL
+    assert "No such option" in result.stderr

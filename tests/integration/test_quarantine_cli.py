@@ -100,6 +100,10 @@ def test_discard_closes_an_entry_for_good(config: Path, db_url: str, tmp_path: P
     assert closed == done
     refused = cli(config, "quarantine", "reprocess", str(entry["id"]))
     assert refused.exit_code == 1 and "already discarded" in refused.stderr
+    # The same bytes again (a mailbox rescan) do not bring the junk back.
+    (again,) = ingest(db_url, tmp_path, b"Subject: kapot\r\n\r\nzonder afzender\r\n")
+    assert again.kind == "quarantined" and "discarded before" in (again.reason or "")
+    assert cli_json(config, "quarantine", "list", "--all") == [closed]
     assert cli(config, "quarantine", "discard", "999").exit_code == 1
 
 
