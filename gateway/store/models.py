@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -162,9 +163,11 @@ class QuarantinedMessage(Base):
     traceback: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), default="held")  # held|reprocessed|discarded
     created_at: Mapped[datetime]
-    size: Mapped[int] = mapped_column(BigInteger, default=0)  # of the whole message
-    truncated: Mapped[bool] = mapped_column(Boolean, default=False)  # raw holds the head only
-    attempts: Mapped[int] = mapped_column(Integer, default=1)  # failures so far
+    size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # whole message
+    truncated: Mapped[bool] = mapped_column(  # raw holds the head only
+        Boolean, default=False, server_default=false()
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # failures
     resolved_at: Mapped[datetime | None]
     resolution: Mapped[str | None] = mapped_column(String(255))  # what reprocess made of it
     raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
