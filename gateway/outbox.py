@@ -168,10 +168,7 @@ class SmtpTransport:
                 await client.rset()
                 return False
         except aiosmtplib.SMTPResponseException as exc:
-            await self._reset()
-            if _is_permanent(exc.code):
-                raise PermanentFailure(f"{exc.code} {exc.message}") from exc
-            raise TransientFailure(f"{exc.code} {exc.message}") from exc
+            raise await self._refused(exc) from exc
         except (*_CONNECT_ERRORS, aiosmtplib.SMTPException) as exc:
             self._client = None
             raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
@@ -181,14 +178,17 @@ class SmtpTransport:
             if exc.code < 400:  # not a refusal: a garbled reply, the message may be there
                 self.abort()
                 raise InDoubt(f"unreadable reply to DATA: {exc.code} {exc.message}") from exc
-            await self._reset()  # a definite refusal of the message
-            if _is_permanent(exc.code):
-                raise PermanentFailure(f"{exc.code} {exc.message}") from exc
-            raise TransientFailure(f"{exc.code} {exc.message}") from exc
+            raise await self._refused(exc) from exc  # a definite refusal of the message
         except (*_CONNECT_ERRORS, aiosmtplib.SMTPException) as exc:
             self._client = None
             raise InDoubt(f"connection failed during DATA: {type(exc).__name__}: {exc}") from exc
         return True
+
+    async def _refused(self, exc: aiosmtplib.SMTPResponseException) -> Exception:
+        """The failure for a refusal, after clearing the envelope for the next message."""
+        await self._reset()
+        text = f"{exc.code} {exc.message}"
+        return PermanentFailure(text) if _is_permanent(exc.code) else TransientFailure(text)
 
     def abort(self) -> None:
         """Close the connection at once, without QUIT."""
