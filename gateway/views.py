@@ -45,6 +45,7 @@ def article_view(article: Article) -> dict[str, Any]:
         "public": article.public,
         "subject": article.subject,
         "body": article.body,
+        "full_body": article.full_body or article.body,
         "message_id": article.message_id,
         "created_at": iso(article.created_at),
     }

@@ -6,10 +6,12 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
+from functools import cached_property
 
 import mailparser
 
 from gateway.mail.html import html_to_text
+from gateway.mail.quotes import new_part
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _WHITESPACE = re.compile(r"\s+")
@@ -37,6 +39,11 @@ class ParsedMail:
     text: str
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "text/plain"
+
+    @cached_property
+    def new_text(self) -> str:
+        """What the sender wrote in this message: `text` without quotes and signature."""
+        return new_part(self.text)
 
     @property
     def thread_ids(self) -> tuple[str, ...]:

@@ -107,7 +107,7 @@ async def receive_customer_mail(
     if ticket is not None:
         outcome = customer_reply_outcome(
             Status(ticket.status),
-            mail.text,
+            mail.new_text,  # the quoted question must not count as the answer
             closed_at=ticket.closed_at,
             now=now,
             reopen_window=timedelta(days=settings.desk.reopen_days),
@@ -182,7 +182,8 @@ def _customer_article(
         author=mail.sender,
         kind="customer",
         subject=mail.subject,
-        body=mail.text,
+        body=mail.new_text,
+        full_body=mail.text,
         now=now,
         message_id=mail.message_id,
         inbound_id=inbound_id,

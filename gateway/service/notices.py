@@ -189,5 +189,5 @@ async def notify_team(
         auto_submitted="auto-generated",
         notice=TEAM_NOTICES[language].get(effect, effect.value),
         author=mail.sender,
-        body=mail.text,
+        body=mail.new_text,
     )

@@ -107,6 +107,7 @@ def add_article(
     message_id: str | None = None,
     inbound_id: int | None = None,
     public: bool = True,
+    full_body: str | None = None,
 ) -> Article:
     article = Article(
         ticket_id=ticket.id,
@@ -116,6 +117,7 @@ def add_article(
         public=public,
         subject=subject,
         body=body,
+        full_body=full_body if full_body != body else None,
         message_id=message_id,
         inbound_id=inbound_id,
         created_at=now,

@@ -106,7 +106,8 @@ class Article(Base):
     kind: Mapped[str] = mapped_column(String(16))  # customer | agent | system
     public: Mapped[bool] = mapped_column(Boolean, default=True)
     subject: Mapped[str] = mapped_column(String(998))
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # what is shown: the new part of a reply
+    full_body: Mapped[str | None] = mapped_column(Text)  # the whole text, when different
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
     created_at: Mapped[datetime]

@@ -101,3 +101,22 @@ async def test_downgrade_after_a_uidvalidity_change_keeps_the_newest_cursor(
     assert await rows(
         empty_engine, "SELECT mailbox, uidvalidity, last_uid FROM mailbox_cursors"
     ) == [("desk", 9, 3)]
+
+
+async def test_downgrade_from_0003_gives_articles_back_their_whole_text(
+    empty_engine: AsyncEngine,
+) -> None:
+    await migrate.upgrade(empty_engine, "0001")
+    async with empty_engine.begin() as conn:
+        await conn.execute(text(OLD_ROWS[1]))  # a ticket
+    await migrate.upgrade(empty_engine)
+    async with empty_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO articles (ticket_id, direction, author, kind, public, subject, body,"
+                " full_body, created_at) VALUES (1, 'in', 'a@b.example', 'customer', true, 's',"
+                " 'nieuw', 'nieuw\n> oud', '2026-03-01')"
+            )
+        )
+    await migrate.downgrade(empty_engine, "0002")
+    assert await rows(empty_engine, "SELECT body FROM articles") == [("nieuw\n> oud",)]

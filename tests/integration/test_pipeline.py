@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -14,6 +15,8 @@ from tests.integration.helpers import counts, detail, outbox_rows
 from tests.support.mails import make_mail
 from tests.support.settings import Clock
 from tests.support.sink import SmtpSink
+
+REPLIES = Path(__file__).resolve().parent.parent / "data" / "replies"
 
 
 async def set_status(gateway, reference: str, status: Status, now) -> None:  # type: ignore[no-untyped-def]
@@ -354,3 +357,23 @@ async def test_two_processes_taking_in_the_same_mail_at_once_make_one_ticket(
     assert sorted(o.kind for o in outcomes) == ["duplicate", "ticket"]
     c = await counts(first)
     assert (c["tickets"], c["articles"], c["outbox"], c["quarantine"]) == (1, 1, 1, 0)
+
+
+async def test_reply_shows_its_new_part_and_keeps_the_whole_text(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = await make_gateway()
+    await gateway.pipeline.ingest(make_mail(), "t")
+    reply = (REPLIES / "outlook_nl.txt").read_text(encoding="utf-8")
+    outcome = await gateway.pipeline.ingest(
+        make_mail(
+            subject="RE: [VTM-2026-000001] Storing", body=reply, message_id="r1@klant.example"
+        ),
+        "t",
+    )
+    assert outcome.kind == "article"
+    article = (await detail(gateway, "VTM-2026-000001"))["articles"][-1]
+    assert article["body"] == (REPLIES / "outlook_nl.expected.txt").read_text().strip()
+    assert article["full_body"].startswith("Goedemiddag") and "Verzonden:" in article["full_body"]
+    first = (await detail(gateway, "VTM-2026-000001"))["articles"][0]
+    assert first["full_body"] == first["body"]  # nothing quoted: one text
