@@ -1,4 +1,4 @@
-"""Hostile subjects and names never reach our outgoing headers (issue: mail hygiene)."""
+"""Hostile subjects and names never reach the headers of our notifications."""
 
 from __future__ import annotations
 
