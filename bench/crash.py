@@ -43,7 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -57,14 +56,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.mailgen import _mail
-from gateway.store import migrate
-from gateway.store.db import create_engine
 from gateway.store.models import (
     Article,
     InboundMessage,
@@ -73,11 +68,11 @@ from gateway.store.models import (
     QuarantinedMessage,
     Ticket,
 )
+from tests.support.databases import migrate_to_head, scratch_pg_database
 from tests.support.dovecot import Dovecot, ImapAccount, free_port
 from tests.support.settings import TEAMS, imap_mailbox, settings_dict, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 MAILBOX = "desk"
 WAITING = ("pending", "claimed", "sending")
 NOTIFYING_TEAMS = {t["address"] for t in TEAMS if t.get("notify")}
@@ -294,44 +289,17 @@ class Probe:
         return self._runner.run(run())
 
 
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await migrate.upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
-def _admin_dsn(base: str) -> str:
-    return make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @contextmanager
 def scratch_database(backend: str, workdir: Path) -> Iterator[str]:
     """A fresh, migrated database: a SQLite file in workdir, or a PostgreSQL database of
     its own on TEST_DATABASE_URL's server, dropped afterwards."""
     if backend == "sqlite":
         url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
-        asyncio.run(_migrate(url))
+        asyncio.run(migrate_to_head(url))
         yield url
         return
-    base = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
-    name = f"tg_crash_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_admin_dsn(base))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(base).set(database=name).render_as_string(hide_password=False)
-        asyncio.run(_migrate(url))
+    with scratch_pg_database("tg_crash") as url:
         yield url
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # --------------------------------------------------------------------------- the daemon

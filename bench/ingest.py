@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from email.policy import default
 from pathlib import Path
@@ -38,19 +37,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aioimaplib
-import asyncpg
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from bench.mailgen import batch_mails, seed_mails
 from gateway.intake.imap import parse_fetch, uid_ranges, uid_set
 from gateway.store.db import create_engine
 from gateway.store.models import Article, InboundMessage, QuarantinedMessage, Ticket
+from tests.support.databases import create_database, drop_database
 from tests.support.dovecot import Dovecot, ImapAccount, free_port
 from tests.support.settings import imap_mailbox, settings_dict, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
 # The same snippet as the peer's benchmark scripts, so figures can sit side by side.
@@ -136,22 +133,6 @@ async def db_counts(url: str, seeds: int) -> dict[str, int]:
         await engine.dispose()
 
 
-def pg_database(base: str, name: str, *, drop: bool = False) -> str:
-    dsn = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
-
-    async def admin() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            if not drop:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(admin())
-    return make_url(base).set(database=name).render_as_string(hide_password=False)
-
-
 def sink_lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
@@ -161,11 +142,10 @@ def measure(
 ) -> dict[str, Any]:
     workdir = scratch / backend
     workdir.mkdir()
-    pg_name = f"tg_bench_{uuid.uuid4().hex[:8]}"
     if backend == "sqlite":
         url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
     else:
-        url = pg_database(os.environ.get("TEST_DATABASE_URL", DEFAULT_PG), pg_name)
+        url = asyncio.run(create_database("tg_bench"))
     account = dovecot.new_account()
     sink_port = free_port()
     sink_log = workdir / "sink.log"
@@ -210,7 +190,7 @@ def measure(
         sink.terminate()
         sink.wait()
         if backend == "postgresql":
-            pg_database(os.environ.get("TEST_DATABASE_URL", DEFAULT_PG), pg_name, drop=True)
+            asyncio.run(drop_database(url))
 
     new = sum(1 for m in batch if m.kind == "new")
     replies = args.n - new

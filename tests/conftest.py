@@ -3,82 +3,42 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from gateway.app import Gateway, build
-from gateway.store import migrate
-from gateway.store.db import create_engine
 from gateway.store.models import Base
+from tests.support.databases import execute, migrate_to_head, scratch_pg_database
 from tests.support.dovecot import Dovecot, ImapAccount
 from tests.support.settings import Clock, make_settings
 from tests.support.sink import SmtpSink
 
-DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", "postgresql"]
-
-
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await migrate.upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A database of our own on the test PostgreSQL server, migrated once per run."""
-    base = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)
-    name = f"gw_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(base))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    try:
-        asyncio.run(_migrate(url))
+    with scratch_pg_database("gw_test") as url:
         yield url
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
-    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    asyncio.run(migrate_to_head(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
 def _truncate_all(url: str) -> None:
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
 
-    async def run() -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(url))
-        try:
-            await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+    asyncio.run(execute(url, f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store import migrate
 from gateway.store.db import create_engine
-from tests.conftest import DEFAULT_PG_URL, _asyncpg_dsn
+from tests.support.databases import create_database, drop_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,17 +21,13 @@ async def empty_engine(request: pytest.FixtureRequest, tmp_path) -> AsyncIterato
         yield engine
         await engine.dispose()
         return
-    base = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)
-    name = f"gw_migr_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(_asyncpg_dsn(base))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    engine = create_engine(make_url(base).set(database=name).render_as_string(False))
+    url = await create_database("gw_migr")
+    engine = create_engine(url)
     try:
         yield engine
     finally:
         await engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(url)
 
 
 OLD_ROWS = [
@@ -56,6 +48,12 @@ OLD_ROWS = [
 CURSORS = "SELECT mailbox, uidvalidity, last_uid FROM mailbox_cursors"
 
 
+async def write(engine: AsyncEngine, *statements: str) -> None:
+    async with engine.begin() as conn:
+        for sql in statements:
+            await conn.execute(text(sql))
+
+
 async def rows(engine: AsyncEngine, sql: str) -> list[tuple[object, ...]]:
     async with engine.connect() as conn:
         return [tuple(r) for r in (await conn.execute(text(sql))).all()]
@@ -65,9 +63,7 @@ async def test_upgrade_keeps_the_cursor_and_doubts_what_was_in_delivery(
     empty_engine: AsyncEngine,
 ) -> None:
     await migrate.upgrade(empty_engine, "0001")
-    async with empty_engine.begin() as conn:
-        for sql in OLD_ROWS:
-            await conn.execute(text(sql))
+    await write(empty_engine, *OLD_ROWS)
     await migrate.upgrade(empty_engine)
     assert await rows(
         empty_engine, "SELECT mailbox, uidvalidity, uid, acked FROM mailbox_uids"
@@ -80,9 +76,7 @@ async def test_upgrade_keeps_the_cursor_and_doubts_what_was_in_delivery(
     ]
 
     await migrate.downgrade(empty_engine, "0001")
-    assert await rows(
-        empty_engine, "SELECT mailbox, uidvalidity, last_uid FROM mailbox_cursors"
-    ) == [("desk", 7, 41)]
+    assert await rows(empty_engine, CURSORS) == [("desk", 7, 41)]
     assert await rows(empty_engine, "SELECT state FROM outbox") == [("failed",)]
 
 
@@ -90,33 +84,26 @@ async def test_downgrade_after_a_uidvalidity_change_keeps_the_newest_cursor(
     empty_engine: AsyncEngine,
 ) -> None:
     await migrate.upgrade(empty_engine)
-    async with empty_engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO mailbox_uids VALUES ('desk', 7, 41, 'ticket', true, '2026-03-01'),"
-                " ('desk', 9, 3, 'ticket', true, '2026-03-02')"
-            )
-        )
+    await write(
+        empty_engine,
+        "INSERT INTO mailbox_uids VALUES ('desk', 7, 41, 'ticket', true, '2026-03-01'),"
+        " ('desk', 9, 3, 'ticket', true, '2026-03-02')",
+    )
     await migrate.downgrade(empty_engine, "0001")
-    assert await rows(
-        empty_engine, "SELECT mailbox, uidvalidity, last_uid FROM mailbox_cursors"
-    ) == [("desk", 9, 3)]
+    assert await rows(empty_engine, CURSORS) == [("desk", 9, 3)]
 
 
 async def test_downgrade_from_0003_gives_articles_back_their_whole_text(
     empty_engine: AsyncEngine,
 ) -> None:
     await migrate.upgrade(empty_engine, "0001")
-    async with empty_engine.begin() as conn:
-        await conn.execute(text(OLD_ROWS[1]))  # a ticket
+    await write(empty_engine, OLD_ROWS[1])  # a ticket
     await migrate.upgrade(empty_engine)
-    async with empty_engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO articles (ticket_id, direction, author, kind, public, subject, body,"
-                " full_body, created_at) VALUES (1, 'in', 'a@b.example', 'customer', true, 's',"
-                " 'nieuw', 'nieuw\n> oud', '2026-03-01')"
-            )
-        )
+    await write(
+        empty_engine,
+        "INSERT INTO articles (ticket_id, direction, author, kind, public, subject, body,"
+        " full_body, created_at) VALUES (1, 'in', 'a@b.example', 'customer', true, 's',"
+        " 'nieuw', 'nieuw\n> oud', '2026-03-01')",
+    )
     await migrate.downgrade(empty_engine, "0002")
     assert await rows(empty_engine, "SELECT body FROM articles") == [("nieuw\n> oud",)]
