@@ -53,13 +53,17 @@ async def held_ids(sessions: async_sessionmaker[AsyncSession]) -> list[int]:
 async def discard(
     sessions: async_sessionmaker[AsyncSession], entry_id: int, by: str, now: datetime
 ) -> None:
-    """Mark an entry as dealt with; its raw bytes stay for the record."""
+    """Mark a held entry as dealt with; its raw bytes stay for the record."""
     async with sessions() as session, session.begin():
-        await _held(session, entry_id)
         result = await session.execute(
             update(QuarantinedMessage)
             .where(QuarantinedMessage.id == entry_id, QuarantinedMessage.state == "held")
             .values(state="discarded", resolved_at=now, resolution=f"discarded by {by}"[:255])
         )
         if not result.rowcount:  # type: ignore[attr-defined]
-            raise QuarantineError(f"quarantine entry {entry_id} was just dealt with elsewhere")
+            state = await session.scalar(
+                select(QuarantinedMessage.state).where(QuarantinedMessage.id == entry_id)
+            )
+            if state is None:
+                raise QuarantineError(f"no quarantine entry {entry_id}")
+            raise QuarantineError(f"quarantine entry {entry_id} is already {state}")
