@@ -370,10 +370,17 @@ class Relay:
             )
         )
 
-    async def _settle(self, token: str, owed: list[tuple[OutboxMessage, dict[str, Any]]]) -> None:
-        """Write the results owed now (a failure, or the end of a batch)."""
-        await self._write(token, owed)
+    async def _settle(
+        self,
+        token: str,
+        owed: list[tuple[OutboxMessage, dict[str, Any]]],
+        handover: OutboxMessage | None = None,
+    ) -> bool:
+        """Write the results owed (and a handover, see _write); they are cleared only
+        once written, so a failed write leaves them owed."""
+        taken = await self._write(token, owed, handover)
         owed.clear()
+        return taken
 
     def _result(self, row: OutboxMessage, error: Exception | None) -> dict[str, Any]:
         """The values that record one attempt."""
@@ -447,11 +454,6 @@ class Relay:
         unreachable: ConnectionFailure | None = None
         owed: list[tuple[OutboxMessage, dict[str, Any]]] = []  # results not yet written
 
-        async def handover(row: OutboxMessage) -> bool:
-            taken = await self._write(token, owed, handover=row)
-            owed.clear()  # only once written: a failed write leaves them owed
-            return taken
-
         try:
             for row in rows:
                 if (until is not None and loop.time() >= until) or (stop and stop.is_set()):
@@ -463,7 +465,7 @@ class Relay:
                             self._message(row),
                             self._settings.desk.sender,
                             row.recipient,
-                            functools.partial(handover, row),
+                            functools.partial(self._settle, token, owed, row),
                         )
                         if not sent:
                             continue  # another relay took it over after our claim ran out
