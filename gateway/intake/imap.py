@@ -204,18 +204,13 @@ class ImapMailbox:
 
     async def connect(self) -> None:
         s = self.settings
-        lost = asyncio.Event()
-        self._lost = lost
-
-        def connection_lost(_exc: Exception | None) -> None:
-            lost.set()
-
+        lost = self._lost = asyncio.Event()  # a fresh one per connection
         # IMAP4 with an SSL context is IMAP4_SSL; only IMAP4 takes conn_lost_cb.
         client = aioimaplib.IMAP4(
             host=s.host,
             port=s.port,
             timeout=s.timeout_seconds,
-            conn_lost_cb=connection_lost,
+            conn_lost_cb=lambda _exc: lost.set(),
             ssl_context=ssl.create_default_context() if s.security == "tls" else None,
         )
         try:
@@ -246,7 +241,7 @@ class ImapMailbox:
                 f"processed_folder {folder!r} needs the IMAP MOVE capability, "
                 "which this server does not offer"
             )
-        listed = _check(await client.list('""', f'"{folder}"'), f"LIST {folder}")
+        listed = _check(await client.list('""', _quoted(folder)), f"LIST {folder}")
         if not any(bytes(line).strip() for line in listed.lines[:-1]):  # no such folder
             _check(await client.create(_quoted(folder)), f"CREATE {folder}")
             log.info("created folder %s for processed mail", folder)
