@@ -357,13 +357,14 @@ class ImapMailbox:
                 break
             done: list[int] = []
             try:
-                handled += await self._take_in(chunk, done, stop)
+                await self._take_in(chunk, done, stop)
             finally:
+                handled += len(done)
                 if done:
                     await self._acknowledge(done)
         return handled
 
-    async def _take_in(self, chunk: list[int], done: list[int], stop: asyncio.Event | None) -> int:
+    async def _take_in(self, chunk: list[int], done: list[int], stop: asyncio.Event | None) -> None:
         """Fetch and ingest one UID range in ascending UID order (the highest UID in the
         ledger is the cursor, so none may be passed over); `done` collects what was
         committed. Bodies are fetched in groups of at most FETCH_BYTES; a message over
@@ -377,7 +378,6 @@ class ImapMailbox:
                 )
             ).lines
         )
-        handled = 0
         for group in fetch_groups(chunk, sizes, limit):
             if stop is not None and stop.is_set():
                 break
@@ -401,10 +401,8 @@ class ImapMailbox:
                 else:
                     await self._pipeline.ingest(raw, where, ack=ack)
                 done.append(uid)
-                handled += 1
                 if stop is not None and stop.is_set():
-                    return handled
-        return handled
+                    return
 
     async def _acknowledge(self, uids: list[int]) -> None:
         """Flag (or move) committed messages on the server, then mark them acked."""
