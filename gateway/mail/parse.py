@@ -39,6 +39,8 @@ class ParsedMail:
     text: str
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "text/plain"
+    # Every Authentication-Results header, topmost (added last, nearest to us) first.
+    authentication_results: tuple[str, ...] = ()
 
     @cached_property
     def new_text(self) -> str:
@@ -88,7 +90,12 @@ _KEPT_HEADERS = (
     "x-autoreply",
     "x-autorespond",
     "x-auto-response-suppress",
+    "x-ms-exchange-inbox-rules-loop",
+    "x-loop",
+    "x-failed-recipients",
     "list-id",
+    "list-unsubscribe",
+    "list-post",
     "return-path",
     "x-ticket-gateway-loop",
 )
@@ -163,4 +170,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         text=text,
         headers=headers,
         content_type=message.get_content_type(),
+        authentication_results=tuple(
+            one_line(v, 4096) for v in _header_values(message, "authentication-results")[:20]
+        ),
     )
