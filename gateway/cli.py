@@ -30,6 +30,7 @@ from gateway.app import (
 )
 from gateway.config import ConfigError, Settings, load_settings, resolve_config_path
 from gateway.domain.model import Category, Impact, Status, Urgency
+from gateway.notify.render import human_size
 from gateway.outbox import STATES, NotRetryable, retry_notification
 from gateway.pipeline import Outcome, TemporaryFailure, utc_now
 from gateway.quarantine import QuarantineError, discard, held_ids, reprocess
@@ -43,9 +44,16 @@ from gateway.service import (
     set_impact_urgency,
     set_team,
 )
+from gateway.service.attachments import attachment_content, ticket_attachments
 from gateway.store import migrate as migrations
 from gateway.store.models import OutboxMessage, QuarantinedMessage, Ticket
-from gateway.views import outbox_view, quarantine_view, ticket_detail, ticket_summary
+from gateway.views import (
+    attachment_view,
+    outbox_view,
+    quarantine_view,
+    ticket_detail,
+    ticket_summary,
+)
 
 T = TypeVar("T")
 AGENT_ENV = "TICKET_GATEWAY_AGENT"
@@ -298,10 +306,26 @@ def ticket_show(ctx: click.Context, reference: str, as_json: bool) -> None:
             click.echo(f"  {key:<12} {detail[key]}")
     if detail["participants"]:
         click.echo(f"  {'participants':<12} {', '.join(detail['participants'])}")
+    if detail["bouncing"]:
+        click.echo(f"  {'bouncing':<12} {', '.join(detail['bouncing'])}")
     for article in detail["articles"]:
         arrow = "<-" if article["direction"] == "in" else "->"
-        click.echo(f"\n{arrow} {article['created_at'][:16]} {article['kind']} {article['author']}")
+        hidden = "" if article["public"] else " (internal)"
+        click.echo(
+            f"\n{arrow} {article['created_at'][:16]} {article['kind']}{hidden} {article['author']}"
+        )
+        if article["authentication"]:
+            auth = article["authentication"]
+            click.echo(f"   spf={auth['spf']} dkim={auth['dkim']} dmarc={auth['dmarc']}")
         click.echo("   " + article["body"].replace("\n", "\n   "))
+        for item in article["attachments"]:
+            kept = "" if item["kept"] else f", not kept: {item['refused']}"
+            click.echo(f"   [{item['id']}] {item['filename']} ({human_size(item['size'])}{kept})")
+    for bounce in detail["bounces"]:
+        click.echo(
+            f"\nbounce {bounce['at'][:16]} {bounce['recipient']}: {bounce['action']} "
+            f"{bounce['status'] or ''} {bounce['diagnostic']}".rstrip()
+        )
     click.echo("\nhistory:")
     for entry in detail["history"]:
         why = f" ({entry['reason']})" if entry["reason"] else ""
@@ -309,6 +333,66 @@ def ticket_show(ctx: click.Context, reference: str, as_json: bool) -> None:
             f"  {entry['at'][:16]} {entry['field']}: {entry['old']} -> {entry['new']} "
             f"by {entry['by']}{why}"
         )
+
+
+@ticket.command("attachments")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def ticket_attachments_cmd(ctx: click.Context, reference: str, as_json: bool) -> None:
+    """List a ticket's attachments (save one with `attachment save ID PATH`)."""
+
+    async def work(gateway: Gateway) -> list[dict[str, Any]]:
+        async with gateway.sessions() as session:
+            ticket = await get_ticket(session, reference)
+            return [attachment_view(a) for a in await ticket_attachments(session, ticket)]
+
+    _print_rows(
+        _with_gateway(ctx, work),
+        as_json,
+        "no attachments",
+        lambda row: (
+            f"{row['id']:>6} {human_size(row['size']):>9}  {row['content_type']:<28} "
+            f"{row['filename']}" + ("" if row["kept"] else f"  (not kept: {row['refused']})")
+        ),
+    )
+
+
+@main.group()
+def attachment() -> None:
+    """Attachments of incoming mail."""
+
+
+@attachment.command("save")
+@click.argument("attachment_id", metavar="ID", type=click.IntRange(1))
+@click.argument("path", type=click.Path(dir_okay=True, writable=True))
+@click.option("--force", is_flag=True, help="Overwrite PATH when it exists.")
+@click.pass_context
+def attachment_save(ctx: click.Context, attachment_id: int, path: str, force: bool) -> None:
+    """Write an attachment's content to PATH (a directory: under its own file name;
+    '-': standard output)."""
+
+    async def work(gateway: Gateway) -> tuple[str, bytes]:
+        async with gateway.sessions() as session:
+            row, data = await attachment_content(session, attachment_id)
+            return row.filename, data
+
+    filename, data = _with_gateway(ctx, work)
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    if target.is_dir():
+        target = target / filename
+    try:
+        with target.open("wb" if force else "xb") as out:
+            out.write(data)
+    except FileExistsError:
+        _fail(f"{target} exists; use --force to overwrite it")
+    except OSError as exc:
+        _fail(f"cannot write {target}: {exc.strerror}")
+    click.echo(f"{target}: {len(data)} bytes")
 
 
 @ticket.command("reply")

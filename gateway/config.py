@@ -194,6 +194,96 @@ class DaemonSettings(_Section):
     shutdown_seconds: float = Field(default=10, gt=0)
 
 
+class SecuritySettings(_Section):
+    # HMAC-SHA256 key that signs our Message-IDs, so a forged In-Reply-To cannot
+    # attach a mail to a ticket. Empty: a key is made once and kept in the database.
+    message_id_key_file: str = ""
+    # Keys used before the current one: Message-IDs they signed are still recognised.
+    previous_message_id_key_files: list[str] = []
+    # Authentication-Results headers count only from these authserv-ids (the desk's
+    # own border MTA); anyone can write the header, so others are ignored. Empty: none.
+    trusted_authserv_ids: list[str] = []
+
+    @field_validator("message_id_key_file", "previous_message_id_key_files")
+    @classmethod
+    def _readable_key_files(cls, value: str | list[str]) -> str | list[str]:
+        for path in [value] if isinstance(value, str) else value:
+            if path and not os.access(path, os.R_OK):
+                raise ValueError(f"key file {path!r} is not readable")
+            if path and len(Path(path).read_bytes().strip()) < 16:
+                raise ValueError(f"key file {path!r} holds fewer than 16 bytes")
+        return value
+
+    @field_validator("trusted_authserv_ids")
+    @classmethod
+    def _normalise_ids(cls, value: list[str]) -> list[str]:
+        return [_lower(v) for v in value]
+
+
+StrangerPolicy = Literal["new_ticket", "internal_note", "ignore"]
+
+
+class AccessSettings(_Section):
+    # Agents (addresses, or "@domain" for a whole domain) may add to any ticket by mail.
+    agents: list[str] = []
+    # Groups of mail domains that are one customer organisation, e.g.
+    # [["acme.nl", "acme.com"]]: anyone at these domains may add to the others' tickets.
+    organisations: list[list[str]] = []
+    # Treat an address at the requester's own domain as the same organisation (never
+    # for public mail domains such as gmail.com).
+    same_domain: bool = True
+    # What mail from anyone else that names a ticket (reference or thread) becomes:
+    # "new_ticket" (a new ticket linked to the one named; the sender learns nothing of
+    # it), "internal_note" (added to the ticket as a note for agents only, nobody is
+    # told), or "ignore" (recorded, not acted on).
+    strangers: StrangerPolicy = "new_ticket"
+    # Mailing-list mail (List-Id, List-Unsubscribe, List-Post): "ignore" (recorded
+    # only) or "accept" (taken in like any mail, still never auto-answered in a loop).
+    mailing_lists: Literal["ignore", "accept"] = "ignore"
+
+    @field_validator("agents")
+    @classmethod
+    def _agent_entries(cls, value: list[str]) -> list[str]:
+        out = []
+        for entry in value:
+            entry = _lower(entry)
+            _local, at, domain = entry.rpartition("@")
+            if not at or not domain or "." not in domain or any(c in entry for c in " <>"):
+                raise ValueError(f"{entry!r} is neither an address nor @domain")
+            out.append(entry)
+        return out
+
+    @field_validator("organisations")
+    @classmethod
+    def _domains(cls, value: list[list[str]]) -> list[list[str]]:
+        groups = []
+        for group in value:
+            domains = [_lower(d).lstrip("@") for d in group]
+            bad = [d for d in domains if "." not in d or "@" in d or " " in d]
+            if bad:
+                raise ValueError(f"not mail domains: {', '.join(bad)}")
+            groups.append(domains)
+        return groups
+
+
+class LimitSettings(_Section):
+    # Automatic answers to incoming mail (created, info added, reopened, ...) per
+    # ticket and per recipient address; agents' messages and team notices are not
+    # limited. A notification over a limit is kept as `suppressed`, with the reason.
+    # 0 = no limit.
+    per_ticket_10_minutes: int = Field(default=10, ge=0)
+    per_ticket_hour: int = Field(default=25, ge=0)
+    per_recipient_day: int = Field(default=40, ge=0)
+
+
+class AttachmentSettings(_Section):
+    # Attachments are stored once per content (SHA-256) in the database. Larger ones
+    # are recorded with name, type and size only, and the sender is told.
+    max_attachment_bytes: int = Field(default=20 * 1024 * 1024, ge=0)
+    # Together, per message; attachments past this are recorded without content.
+    max_message_attachment_bytes: int = Field(default=25 * 1024 * 1024, ge=0)
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -206,6 +296,10 @@ class Settings(_Section):
     listeners: list[ListenerSettings] = []
     outbound: OutboundSettings = OutboundSettings()
     daemon: DaemonSettings = DaemonSettings()
+    security: SecuritySettings = SecuritySettings()
+    access: AccessSettings = AccessSettings()
+    limits: LimitSettings = LimitSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @model_validator(mode="after")
@@ -236,6 +330,11 @@ class Settings(_Section):
     def desk_addresses(self) -> set[str]:
         """Every address that reaches the desk: the sender and each team's address."""
         return {self.desk.sender} | {t.address for t in self.teams}
+
+    @property
+    def desk_domain(self) -> str:
+        """The domain of our Message-IDs: the sender's."""
+        return self.desk.sender.rpartition("@")[2]
 
     @property
     def default_team(self) -> TeamSettings:

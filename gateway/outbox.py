@@ -45,7 +45,7 @@ from gateway.store.models import OutboxMessage
 log = logging.getLogger(__name__)
 
 WAITING = ("pending", "claimed", "sending")  # states the relay still has to act on
-STATES = ("pending", "claimed", "sending", "sent", "failed", "unknown")
+STATES = ("pending", "claimed", "sending", "sent", "failed", "unknown", "suppressed")
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
 
@@ -528,14 +528,14 @@ class NotRetryable(Exception):
 
 
 async def retry_notification(session: AsyncSession, row_id: int, now: datetime) -> OutboxMessage:
-    """Queue a failed, in-doubt or waiting notification to be sent now."""
+    """Queue a failed, in-doubt, suppressed or waiting notification to be sent now."""
     row = await session.get(OutboxMessage, row_id, with_for_update=is_postgresql(session))
     if row is None:
         raise NotRetryable(f"no notification {row_id}")
     if row.state in ("sent", "sending", "claimed"):
         raise NotRetryable(
-            f"notification {row_id} is {row.state}; only pending, failed or "
-            "unknown ones can be retried"
+            f"notification {row_id} is {row.state}; only pending, failed, unknown or "
+            "suppressed ones can be retried"
         )
     row.state = "pending"
     row.next_attempt_at = now

@@ -8,7 +8,9 @@ is raised as TemporaryFailure so the channel leaves the message where it is and 
 
 from __future__ import annotations
 
+import email
 import hashlib
+import json
 import logging
 import traceback
 from collections.abc import Callable, Iterable
@@ -21,11 +23,15 @@ from sqlalchemy import case, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.mail.classify import ignore_reason
+from gateway.mail.authresults import parse_authentication_results
+from gateway.mail.bounce import parse_bounce
+from gateway.mail.classify import Verdict, classify
 from gateway.mail.parse import ParsedMail, parse_mail
 from gateway.service import Desk, receive_customer_mail
+from gateway.service.bounces import record_bounce
+from gateway.service.customers import receive_auto_reply
 from gateway.store.db import dialect_insert
-from gateway.store.models import InboundMessage, MailboxUid, QuarantinedMessage
+from gateway.store.models import InboundMessage, MailboxUid, QuarantinedMessage, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -248,35 +254,59 @@ class Pipeline:
         return Outcome("duplicate", reason=reason, message_id=mail.message_id)
 
     async def _apply(self, session: AsyncSession, arrival: _Arrival) -> Outcome:
-        settings = self._desk.settings
+        desk = self._desk
+        settings = desk.settings
         mail = arrival.mail
         inbound = arrival.inbound_row("ignored")
         session.add(inbound)
-        reason = ignore_reason(mail, settings.desk_addresses, self._desk.loop_token)
-        if reason is not None:
-            inbound.reason = reason
+        signer = await desk.message_ids.signer(session)
+        verdict = classify(
+            mail,
+            desk_addresses=settings.desk_addresses,
+            loop_token=desk.loop_token,
+            is_own_message_id=signer.is_own,
+            list_policy=settings.access.mailing_lists,
+        )
+        if verdict.reason is not None:
+            inbound.reason = verdict.reason
+            await session.flush()
+            ticket = await self._record_ignored(session, arrival, verdict, inbound.id)
+            inbound.ticket_id = None if ticket is None else ticket.id
+            reference = None if ticket is None else ticket.reference
             log.info(
-                "ignored message_id=%s from=%s reason=%s", mail.message_id, mail.sender, reason
+                "ignored ref=%s message_id=%s from=%s reason=%s",
+                reference,
+                mail.message_id,
+                mail.sender,
+                verdict.reason,
             )
-            return Outcome("ignored", reason=reason, message_id=mail.message_id)
+            return Outcome(
+                "ignored", reference=reference, reason=verdict.reason, message_id=mail.message_id
+            )
         await session.flush()
+        auth = parse_authentication_results(
+            mail.authentication_results, settings.security.trusted_authserv_ids
+        )
         received = await receive_customer_mail(
             session,
-            self._desk,
+            desk,
             mail,
             inbound_id=inbound.id,
             now=arrival.now,
             envelope_recipients=arrival.envelope_recipients,
+            suppress_auto_reply=verdict.suppress_auto_reply,
+            auth=None if auth is None else json.dumps(auth.as_dict(), sort_keys=True),
         )
         inbound.ticket_id = received.ticket.id
-        inbound.outcome = "ticket" if received.created else "article"
-        inbound.reason = None if received.effect is None else received.effect.value
+        inbound.outcome = received.outcome
+        inbound.reason = received.reason
         log.info(
-            "%s ref=%s message_id=%s from=%s",
-            "created" if received.created else "appended",
+            "%s ref=%s message_id=%s from=%s%s",
+            {"ticket": "created", "article": "appended"}.get(received.outcome, "ignored"),
             received.ticket.reference,
             mail.message_id,
             mail.sender,
+            "" if received.reason is None else f" reason={received.reason}",
         )
         return Outcome(
             inbound.outcome,
@@ -284,6 +314,23 @@ class Pipeline:
             reason=inbound.reason,
             message_id=mail.message_id,
         )
+
+    async def _record_ignored(
+        self, session: AsyncSession, arrival: _Arrival, verdict: Verdict, inbound_id: int
+    ) -> Ticket | None:
+        """What an ignored mail is kept as: a bounce on the notification it reports, an
+        automatic reply as a note on its ticket; the ticket it concerns, if any."""
+        now = arrival.now
+        if verdict.reason == "bounce":
+            report = parse_bounce(email.message_from_bytes(arrival.raw))
+            if report is None:
+                return None
+            return await record_bounce(session, self._desk, report, inbound_id=inbound_id, now=now)
+        if verdict.auto_reply:
+            return await receive_auto_reply(
+                session, self._desk, arrival.mail, inbound_id=inbound_id, now=now
+            )
+        return None
 
     async def quarantine_oversize(
         self,

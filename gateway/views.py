@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.service import participants_of
-from gateway.store.models import Article, HistoryEntry, OutboxMessage, QuarantinedMessage, Ticket
+from gateway.service.attachments import ticket_attachments
+from gateway.store.models import (
+    Article,
+    Attachment,
+    Bounce,
+    HistoryEntry,
+    OutboxMessage,
+    QuarantinedMessage,
+    Ticket,
+)
 
 
 def iso(when: datetime | None) -> str | None:
@@ -36,7 +47,35 @@ def ticket_summary(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def article_view(article: Article) -> dict[str, Any]:
+def attachment_view(row: Attachment) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "article_id": row.article_id,
+        "filename": row.filename,
+        "content_type": row.content_type,
+        "size": row.size,
+        "disposition": row.disposition,
+        "content_id": row.content_id,
+        "forwarded_message": row.is_message,
+        "sha256": row.sha256,
+        "kept": row.refused is None,
+        "refused": row.refused,
+    }
+
+
+def bounce_view(row: Bounce) -> dict[str, Any]:
+    return {
+        "recipient": row.recipient,
+        "action": row.action,
+        "status": row.status,
+        "permanent": row.permanent,
+        "diagnostic": row.diagnostic,
+        "notification_id": row.outbox_id,
+        "at": iso(row.at),
+    }
+
+
+def article_view(article: Article, attachments: list[Attachment] | None = None) -> dict[str, Any]:
     return {
         "id": article.id,
         "direction": article.direction,
@@ -48,6 +87,10 @@ def article_view(article: Article) -> dict[str, Any]:
         "full_body": article.full_body or article.body,
         "message_id": article.message_id,
         "created_at": iso(article.created_at),
+        # SPF/DKIM/DMARC as a trusted Authentication-Results header gave them; None
+        # when the mail had none from a trusted authserv-id.
+        "authentication": None if article.auth is None else json.loads(article.auth),
+        "attachments": [attachment_view(a) for a in attachments or []],
     }
 
 
@@ -80,12 +123,48 @@ async def ticket_detail(session: AsyncSession, ticket: Ticket) -> dict[str, Any]
     articles = await session.scalars(
         select(Article).where(Article.ticket_id == ticket.id).order_by(Article.id)
     )
-    detail["articles"] = [article_view(a) for a in articles]
+    by_article: dict[int, list[Attachment]] = defaultdict(list)
+    for attachment in await ticket_attachments(session, ticket):
+        by_article[attachment.article_id].append(attachment)
+    detail["articles"] = [article_view(a, by_article.get(a.id)) for a in articles]
+    bounces = list(
+        await session.scalars(
+            select(Bounce).where(Bounce.ticket_id == ticket.id).order_by(Bounce.id)
+        )
+    )
+    detail["bounces"] = [bounce_view(b) for b in bounces]
+    detail["bouncing"] = await bouncing(session, [ticket.requester, *detail["participants"]])
     history = await session.scalars(
         select(HistoryEntry).where(HistoryEntry.ticket_id == ticket.id).order_by(HistoryEntry.id)
     )
     detail["history"] = [history_view(h) for h in history]
     return detail
+
+
+async def bouncing(session: AsyncSession, addresses: list[str]) -> list[str]:
+    """Of these addresses, those whose last report was a permanent failure and who have
+    not written to the desk since: mail to them is not arriving."""
+    if not addresses:
+        return []
+    last_bounce = (
+        select(Bounce.recipient, func.max(Bounce.at).label("at"))
+        .where(Bounce.recipient.in_(addresses), Bounce.permanent)
+        .group_by(Bounce.recipient)
+        .subquery()
+    )
+    last_mail = (
+        select(Article.author, func.max(Article.created_at).label("at"))
+        .where(Article.author.in_(addresses), Article.direction == "in")
+        .group_by(Article.author)
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(last_bounce.c.recipient)
+        .outerjoin(last_mail, last_mail.c.author == last_bounce.c.recipient)
+        .where(or_(last_mail.c.at.is_(None), last_mail.c.at < last_bounce.c.at))
+    )
+    found = set(rows)
+    return [a for a in addresses if a in found]
 
 
 def outbox_view(row: OutboxMessage, reference: str | None) -> dict[str, Any]:

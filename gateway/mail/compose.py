@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email import charset, policy
@@ -14,12 +13,6 @@ from email.utils import format_datetime, formataddr
 
 from gateway.mail.classify import LOOP_HEADER
 from gateway.mail.parse import one_line
-
-
-def new_message_id(domain: str, reference: str | None = None) -> str:
-    """A fresh Message-ID (without angle brackets) in our own domain."""
-    token = secrets.token_hex(10)
-    return f"{reference}.{token}@{domain}" if reference else f"{token}@{domain}"
 
 
 @dataclass(frozen=True)

@@ -71,3 +71,15 @@ def _paragraphs(text: str) -> list[list[str]]:
     """Text split into paragraphs of lines, for the HTML layout."""
     blocks = [block for block in text.strip().split("\n\n") if block.strip()]
     return [block.split("\n") for block in blocks]
+
+
+def human_size(size: int) -> str:
+    """1536 -> "1.5 KB", 26214400 -> "25 MB" (binary multiples, as mail clients show)."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

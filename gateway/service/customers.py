@@ -6,14 +6,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.domain.access import may_write
+from gateway.domain.access import Standing
 from gateway.domain.model import Status
 from gateway.domain.reference import find_reference
 from gateway.domain.rules import ReplyEffect, customer_reply_outcome
 from gateway.mail.parse import ParsedMail
+from gateway.notify.render import human_size
+from gateway.service.attachments import store_attachments
 from gateway.service.desk import Desk
 from gateway.service.notices import Thread, customer_side, notify, notify_team
 from gateway.service.tickets import (
@@ -23,17 +25,26 @@ from gateway.service.tickets import (
     open_ticket,
     participants_of,
 )
-from gateway.store.models import Article, OutboxMessage, Ticket
+from gateway.store.models import Article, Ticket
 
 
 @dataclass(frozen=True)
 class Received:
-    """What a customer's mail did: the ticket, and whether it was new."""
+    """What a mail did: the ticket it made or touched, and how.
+
+    `outcome` is ticket (a new one), article (added to `ticket`) or ignored (recorded
+    only; `ticket` is the one it named, for the agents).
+    """
 
     ticket: Ticket
-    created: bool
-    effect: ReplyEffect | None
-    article: Article
+    outcome: str
+    reason: str | None = None
+    effect: ReplyEffect | None = None
+    article: Article | None = None
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == "ticket"
 
 
 def team_for_mail(desk: Desk, mail: ParsedMail, envelope_recipients: Iterable[str]) -> str:
@@ -45,37 +56,52 @@ def team_for_mail(desk: Desk, mail: ParsedMail, envelope_recipients: Iterable[st
     return desk.settings.default_team.key
 
 
-async def ticket_for_thread(session: AsyncSession, message_ids: Iterable[str]) -> Ticket | None:
-    """The ticket one of these Message-IDs belongs to (ours first, then received ones)."""
-    ids = list(message_ids)[:50]
-    if not ids:
+async def ticket_for_thread(
+    session: AsyncSession, desk: Desk, message_ids: Iterable[str]
+) -> Ticket | None:
+    """The ticket one of these Message-IDs belongs to, nearest first.
+
+    Ours are signed and name their ticket; one in our domain that does not verify is
+    forged and names nothing. Others are looked up among the mail received.
+    """
+    signer = await desk.message_ids.signer(session)
+    foreign: list[str] = []
+    for mid in list(message_ids)[:50]:
+        if not signer.looks_own(mid):
+            foreign.append(mid)
+            continue
+        own = signer.verify(mid)
+        if own is not None and own.reference is not None:
+            ticket = await _locked_ticket(session, Ticket.reference == own.reference)
+            if ticket is not None:
+                return ticket
+    if not foreign:
         return None
     ticket_id = await session.scalar(
-        select(OutboxMessage.ticket_id).where(OutboxMessage.message_id.in_(ids)).limit(1)
+        select(Article.ticket_id).where(Article.message_id.in_(foreign)).limit(1)
     )
-    if ticket_id is None:
-        ticket_id = await session.scalar(
-            select(Article.ticket_id).where(Article.message_id.in_(ids)).limit(1)
-        )
-    if ticket_id is None:
-        return None
+    return None if ticket_id is None else await _locked_ticket(session, Ticket.id == ticket_id)
+
+
+async def _locked_ticket(session: AsyncSession, condition: ColumnElement[bool]) -> Ticket | None:
     # Locked (PostgreSQL) until the transaction ends: two replies to one ticket at once
     # (two daemons, LMTP and IMAP) are applied one after the other, not both to the
     # same old status.
-    return await session.get(Ticket, ticket_id, with_for_update=True)
+    return await session.scalar(select(Ticket).where(condition).with_for_update())
 
 
 async def match_ticket(session: AsyncSession, desk: Desk, mail: ParsedMail) -> Ticket | None:
     """The ticket a mail is about: our Message-IDs first, then the reference in the subject."""
-    ticket = await ticket_for_thread(session, mail.thread_ids)
+    ticket = await ticket_for_thread(session, desk, mail.thread_ids)
     if ticket is not None:
         return ticket
     reference = find_reference(mail.subject, desk.settings.desk.reference_prefix)
     if reference is None:
         return None
-    return await session.scalar(
-        select(Ticket).where(Ticket.reference == reference).with_for_update()
-    )
+    return await _locked_ticket(session, Ticket.reference == reference)
+
+
+NO_AUTO_REPLIES = "the sender asked for no automatic answers (X-Auto-Response-Suppress)"
 
 
 async def receive_customer_mail(
@@ -86,24 +112,98 @@ async def receive_customer_mail(
     inbound_id: int,
     now: datetime,
     envelope_recipients: Iterable[str] = (),
+    suppress_auto_reply: bool = False,
+    auth: str | None = None,
 ) -> Received:
-    """Apply a customer's mail: a new ticket, or an article on the ticket it is about."""
+    """Apply a customer's mail: a new ticket, or an article on the ticket it is about.
+
+    Only the requester, participants, their organisation and agents add to a ticket;
+    what mail from anyone else naming it does is `access.strangers`. Attachments are
+    kept on the article; when some are over the limits, the sender is told.
+    """
+    received = await _receive(
+        session,
+        desk,
+        mail,
+        inbound_id=inbound_id,
+        now=now,
+        envelope_recipients=envelope_recipients,
+        suppress_auto_reply=suppress_auto_reply,
+        auth=auth,
+    )
+    if received.article is None or not mail.attachments:
+        return received
+    refused = await store_attachments(
+        session, desk, received.ticket, received.article, mail.attachments
+    )
+    if refused and received.reason != "stranger_note":
+        limits = desk.settings.attachments
+        await notify(
+            session,
+            desk,
+            received.ticket,
+            "attachment_refused",
+            [mail.sender],
+            source=f"inbound:{inbound_id}",
+            now=now,
+            thread=Thread(in_reply_to=mail.message_id, references=mail.references),
+            suppressed={mail.sender: NO_AUTO_REPLIES} if suppress_auto_reply else None,
+            recipient_name=mail.sender_name,
+            files=[{"name": a.filename, "size": human_size(a.size)} for a in refused],
+            limits={
+                "attachment": human_size(limits.max_attachment_bytes),
+                "message": human_size(limits.max_message_attachment_bytes),
+            },
+        )
+    return received
+
+
+async def _receive(
+    session: AsyncSession,
+    desk: Desk,
+    mail: ParsedMail,
+    *,
+    inbound_id: int,
+    now: datetime,
+    envelope_recipients: Iterable[str],
+    suppress_auto_reply: bool,
+    auth: str | None,
+) -> Received:
     settings = desk.settings
     exclude = settings.desk_addresses
     others = [a for a in (*mail.to, *mail.cc) if a not in exclude and a != mail.sender]
     thread = Thread(in_reply_to=mail.message_id, references=mail.references)
     subject = mail.subject or ""
+    held = {mail.sender: NO_AUTO_REPLIES} if suppress_auto_reply else None
+    source = f"inbound:{inbound_id}"
+
+    def article(ticket: Ticket, kind: str = "customer", public: bool = True) -> Article:
+        return _customer_article(session, ticket, mail, inbound_id, now, kind, public, auth)
 
     ticket = await match_ticket(session, desk, mail)
     linked: Ticket | None = None
+    link_reason = None
     effect: ReplyEffect | None = None
     participants: list[str] = []
     if ticket is not None:
         participants = await participants_of(session, ticket)
-        if not may_write(mail.sender, ticket.requester, participants):
+        standing = desk.access.standing(mail.sender, ticket.requester, participants)
+        if standing is None:
+            policy = settings.access.strangers
+            if policy == "internal_note":
+                return Received(
+                    ticket, "article", "stranger_note", article=article(ticket, "stranger", False)
+                )
+            if policy == "ignore":
+                return Received(ticket, "ignored", "stranger")
             # A reference is not a key: a stranger's mail becomes a ticket of its own,
             # linked for the agents; the stranger learns nothing about the other ticket.
             linked, ticket = ticket, None
+            link_reason = f"from {mail.sender}, who is not on {linked.reference}"
+        elif standing is Standing.AGENT:
+            # An agent's copy (CC or BCC to the desk) of what they wrote: kept on the
+            # ticket, no status change, nobody told (the recipients have the mail).
+            return Received(ticket, "article", "agent", article=article(ticket, "agent"))
     if ticket is not None:
         outcome = customer_reply_outcome(
             Status(ticket.status),
@@ -126,30 +226,32 @@ async def receive_customer_mail(
             team=team,
             now=now,
             linked_to=linked,
+            link_reason=link_reason,
         )
         add_participants(session, ticket, others, known=[], exclude=exclude)
-        article = _customer_article(session, ticket, mail, inbound_id, now)
+        created = article(ticket)
         await notify(
             session,
             desk,
             ticket,
             "created",
             [ticket.requester],
-            source=f"inbound:{inbound_id}",
+            source=source,
             now=now,
             thread=thread,
+            suppressed=held,
             recipient_name=mail.sender_name,
         )
-        return Received(ticket=ticket, created=True, effect=None, article=article)
+        reason = None if link_reason is None else "stranger"
+        return Received(ticket, "ticket", reason, article=created)
 
     assert effect is not None
     participants = add_participants(session, ticket, others, known=participants, exclude=exclude)
-    article = _customer_article(session, ticket, mail, inbound_id, now)
+    added = article(ticket)
     if outcome.new_status is not None and outcome.new_status is not Status(ticket.status):
         apply_status(
             session, ticket, outcome.new_status, by=mail.sender, now=now, reason=effect.value
         )
-    source = f"inbound:{inbound_id}"
     if effect is ReplyEffect.ACCEPTED:
         event, recipients = "closed", await customer_side(session, ticket, participants)
     elif effect is ReplyEffect.REOPENED:
@@ -165,22 +267,47 @@ async def receive_customer_mail(
         source=source,
         now=now,
         thread=thread,
+        suppressed=held,
         recipient_name="" if event == "closed" else mail.sender_name,
         effect=effect.value,
     )
     await notify_team(session, desk, ticket, effect, mail, source=source, now=now)
-    return Received(ticket=ticket, created=False, effect=effect, article=article)
+    return Received(ticket, "article", effect.value, effect=effect, article=added)
+
+
+async def receive_auto_reply(
+    session: AsyncSession, desk: Desk, mail: ParsedMail, *, inbound_id: int, now: datetime
+) -> Ticket | None:
+    """An automatic reply (out of office) about a ticket: kept on it as a note for the
+    agents, changing nothing and telling nobody. None when it names no ticket, or one
+    its sender is a stranger to."""
+    ticket = await match_ticket(session, desk, mail)
+    if ticket is None:
+        return None
+    participants = await participants_of(session, ticket)
+    if desk.access.standing(mail.sender, ticket.requester, participants) is None:
+        return None
+    _customer_article(session, ticket, mail, inbound_id, now, "auto_reply", False, None)
+    return ticket
 
 
 def _customer_article(
-    session: AsyncSession, ticket: Ticket, mail: ParsedMail, inbound_id: int, now: datetime
+    session: AsyncSession,
+    ticket: Ticket,
+    mail: ParsedMail,
+    inbound_id: int,
+    now: datetime,
+    kind: str,
+    public: bool,
+    auth: str | None,
 ) -> Article:
-    return add_article(
+    article = add_article(
         session,
         ticket,
         direction="in",
         author=mail.sender,
-        kind="customer",
+        kind=kind,
+        public=public,
         subject=mail.subject,
         body=mail.new_text,
         full_body=mail.text,
@@ -188,3 +315,5 @@ def _customer_article(
         message_id=mail.message_id,
         inbound_id=inbound_id,
     )
+    article.auth = auth
+    return article

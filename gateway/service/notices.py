@@ -5,17 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import TeamSettings
 from gateway.domain.model import status_label
 from gateway.domain.reference import subject_tag
 from gateway.domain.rules import ReplyEffect
-from gateway.mail.compose import new_message_id
 from gateway.mail.parse import ParsedMail
 from gateway.service.desk import MAX_REFERENCES, Desk
 from gateway.service.tickets import participants_of
@@ -64,6 +63,68 @@ def _template_context(
     return context
 
 
+AUTO_REPLIED = "auto-replied"  # an automatic answer to incoming mail: rate-limited
+
+
+async def _over_limits(
+    session: AsyncSession, desk: Desk, ticket: Ticket, recipients: list[str], now: datetime
+) -> dict[str, str]:
+    """Recipients whose automatic answer would pass a limit, and which limit.
+
+    Counted: automatic answers written (not suppressed) in the windows; each new one
+    counts against the limits of those after it.
+    """
+    limits = desk.settings.limits
+    base = select(func.count()).where(
+        OutboxMessage.auto_submitted == AUTO_REPLIED, OutboxMessage.state != "suppressed"
+    )
+    ten_minutes = hour = 0
+    if limits.per_ticket_10_minutes or limits.per_ticket_hour:
+        recent = (
+            await session.execute(
+                base.add_columns(
+                    func.count().filter(OutboxMessage.created_at >= now - timedelta(minutes=10))
+                ).where(
+                    OutboxMessage.ticket_id == ticket.id,
+                    OutboxMessage.created_at >= now - timedelta(hours=1),
+                )
+            )
+        ).one()
+        hour, ten_minutes = recent
+    per_recipient: dict[str, int] = {}
+    if limits.per_recipient_day:
+        rows = await session.execute(
+            select(OutboxMessage.recipient, func.count())
+            .where(
+                OutboxMessage.auto_submitted == AUTO_REPLIED,
+                OutboxMessage.state != "suppressed",
+                OutboxMessage.recipient.in_(recipients),
+                OutboxMessage.created_at >= now - timedelta(days=1),
+            )
+            .group_by(OutboxMessage.recipient)
+        )
+        per_recipient = {recipient: count for recipient, count in rows.tuples()}
+    over: dict[str, str] = {}
+    for recipient in recipients:
+        sent_to = per_recipient.get(recipient, 0)
+        if limits.per_ticket_10_minutes and ten_minutes >= limits.per_ticket_10_minutes:
+            over[recipient] = (
+                f"rate limit: {limits.per_ticket_10_minutes} automatic answers per ticket "
+                "in 10 minutes"
+            )
+        elif limits.per_ticket_hour and hour >= limits.per_ticket_hour:
+            over[recipient] = (
+                f"rate limit: {limits.per_ticket_hour} automatic answers per ticket per hour"
+            )
+        elif limits.per_recipient_day and sent_to >= limits.per_recipient_day:
+            over[recipient] = (
+                f"rate limit: {limits.per_recipient_day} automatic answers per recipient per day"
+            )
+        else:
+            ten_minutes, hour = ten_minutes + 1, hour + 1
+    return over
+
+
 async def notify(
     session: AsyncSession,
     desk: Desk,
@@ -75,10 +136,15 @@ async def notify(
     now: datetime,
     thread: Thread = Thread(),
     language: str | None = None,
-    auto_submitted: str = "auto-replied",
+    auto_submitted: str = AUTO_REPLIED,
+    suppressed: dict[str, str] | None = None,
     **context: Any,
 ) -> list[str]:
-    """Write one outbox row per recipient; returns the new rows' Message-IDs."""
+    """Write one outbox row per recipient; returns the new rows' Message-IDs.
+
+    Automatic answers over a rate limit, and those in `suppressed` (recipient ->
+    reason), are written as `suppressed` rows with the reason, never sent.
+    """
     language = language or ticket.language
     team = desk.settings.team(ticket.team)
     rendered = desk.renderer.render(
@@ -86,6 +152,12 @@ async def notify(
     )
     references = (*thread.references, *([thread.in_reply_to] if thread.in_reply_to else ()))
     references = tuple(dict.fromkeys(references))[-MAX_REFERENCES:]
+    signer = await desk.message_ids.signer(session)
+    wanted = [r for r in dict.fromkeys(recipients) if r not in desk.settings.desk_addresses]
+    held = dict(suppressed or {})
+    if auto_submitted == AUTO_REPLIED:
+        limited = [r for r in wanted if r not in held]
+        held.update(await _over_limits(session, desk, ticket, limited, now))
     rows = [
         {
             "ticket_id": ticket.id,
@@ -96,17 +168,17 @@ async def notify(
             "subject": rendered.subject,
             "body_text": rendered.text,
             "body_html": rendered.html,
-            "message_id": new_message_id(desk.domain, ticket.reference),
+            "message_id": signer.new(ticket.reference),
             "in_reply_to": thread.in_reply_to,
             "references": " ".join(references) or None,
             "auto_submitted": auto_submitted,
-            "state": "pending",
+            "state": "suppressed" if recipient in held else "pending",
+            "last_error": held.get(recipient),
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
         }
-        for recipient in dict.fromkeys(recipients)
-        if recipient not in desk.settings.desk_addresses  # never mail the desk itself
+        for recipient in wanted  # never the desk itself
     ]
     if not rows:
         return []

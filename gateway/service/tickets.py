@@ -172,6 +172,7 @@ async def open_ticket(
     now: datetime,
     language: str | None = None,
     linked_to: Ticket | None = None,
+    link_reason: str | None = None,
     by: str = SYSTEM,
 ) -> Ticket:
     settings = desk.settings
@@ -191,6 +192,8 @@ async def open_ticket(
     )
     session.add(ticket)
     await session.flush()
-    reason = None if linked_to is None else f"follow-up of {linked_to.reference}"
+    reason = link_reason
+    if linked_to is not None and reason is None:
+        reason = f"follow-up of {linked_to.reference}"
     record(session, ticket, "status", None, Status.OPEN.value, by=by, now=now, reason=reason)
     return ticket

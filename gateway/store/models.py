@@ -111,6 +111,8 @@ class Article(Base):
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
     created_at: Mapped[datetime]
+    # SPF/DKIM/DMARC from a trusted Authentication-Results header, as JSON; None: none.
+    auth: Mapped[str | None] = mapped_column(Text)
 
 
 class HistoryEntry(Base):
@@ -200,11 +202,66 @@ class MailboxUid(Base):
     at: Mapped[datetime]
 
 
+class Attachment(Base):
+    """An attachment of an incoming mail; its content lives once per SHA-256 in blobs."""
+
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    disposition: Mapped[str] = mapped_column(String(16))  # attachment | inline
+    content_id: Mapped[str | None] = mapped_column(String(998))
+    is_message: Mapped[bool] = mapped_column(Boolean, default=False)  # forwarded mail
+    sha256: Mapped[str] = mapped_column(String(64))
+    # None: the content is in attachment_blobs; else why it was not kept (over a limit).
+    refused: Mapped[str | None] = mapped_column(String(255))
+
+
+class AttachmentBlob(Base):
+    """Attachment content, stored once however often it is sent."""
+
+    __tablename__ = "attachment_blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class Bounce(Base):
+    """A delivery failure report about one of our notifications, per recipient."""
+
+    __tablename__ = "bounces"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"), index=True)
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    recipient: Mapped[str] = mapped_column(String(320), index=True)
+    status: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    permanent: Mapped[bool] = mapped_column(Boolean)
+    diagnostic: Mapped[str] = mapped_column(String(500))
+    at: Mapped[datetime]
+
+
+class DeskSecret(Base):
+    """Secrets the daemons share, made once (the Message-ID key when none is configured)."""
+
+    __tablename__ = "desk_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
 class OutboxMessage(Base):
     """A notification decided in a ticket transaction, sent later by the relay."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_recipient_created", "recipient", "created_at"),
+    )
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     event: Mapped[str] = mapped_column(String(32))
@@ -221,6 +278,8 @@ class OutboxMessage(Base):
     # pending -> claimed (a relay took it, lease in next_attempt_at) -> sending (the
     # SMTP DATA is under way) -> sent | pending (retry) | failed; a `sending` row whose
     # relay died becomes `unknown`: it may have been delivered and is not resent.
+    # `suppressed`: never sent (a rate limit, or the sender asked for no automatic
+    # answers); last_error says why.
     state: Mapped[str] = mapped_column(String(16))
     claim_token: Mapped[str | None] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

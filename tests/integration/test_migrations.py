@@ -107,3 +107,41 @@ async def test_downgrade_from_0003_gives_articles_back_their_whole_text(
     )
     await migrate.downgrade(empty_engine, "0002")
     assert await rows(empty_engine, "SELECT body FROM articles") == [("nieuw\n> oud",)]
+
+
+async def test_head_schema_matches_the_models(empty_engine: AsyncEngine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from gateway.store.models import Base
+
+    await migrate.upgrade(empty_engine)
+
+    def diff(connection):  # type: ignore[no-untyped-def]
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        return compare_metadata(context, Base.metadata)
+
+    async with empty_engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_0004_makes_one_message_id_key_and_downgrade_keeps_suppressed_as_failed(
+    empty_engine: AsyncEngine,
+) -> None:
+    await migrate.upgrade(empty_engine, "0003")
+    await write(empty_engine, OLD_ROWS[1])
+    await migrate.upgrade(empty_engine)
+    ((name, length),) = await rows(empty_engine, "SELECT name, length(value) FROM desk_secrets")
+    assert (name, length) == ("message_id_key", 64)
+    await write(
+        empty_engine,
+        "INSERT INTO outbox (id, ticket_id, event, dedupe_key, recipient, reply_to, subject, "
+        "body_text, body_html, message_id, auto_submitted, state, attempts, next_attempt_at, "
+        "created_at, last_error) VALUES (1, 1, 'created', 'k1', 'a@b.example', "
+        "'noc@vtm.example', 's', 't', 'h', 'n1@vtm.example', 'auto-replied', 'suppressed', 0, "
+        "'2026-03-01', '2026-03-01', 'rate limit')",
+    )
+    await migrate.downgrade(empty_engine, "0003")
+    assert await rows(empty_engine, "SELECT state, last_error FROM outbox") == [
+        ("failed", "rate limit")
+    ]

@@ -25,8 +25,10 @@ def settings_dict(
     maildir: Path | None = None,
     mailboxes: list[dict[str, Any]] | None = None,
     listeners: list[dict[str, Any]] | None = None,
+    sections: dict[str, Any] | None = None,
     **desk: Any,
 ) -> dict[str, Any]:
+    """A config as a dict: `desk` keys as keyword arguments, other tables in `sections`."""
     outbound: dict[str, Any]
     if maildir is not None:
         outbound = {"transport": "maildir", "maildir": str(maildir)}
@@ -40,6 +42,7 @@ def settings_dict(
         "mailboxes": mailboxes or [],
         "listeners": listeners or [],
         "outbound": outbound,
+        **(sections or {}),
     }
 
 

@@ -79,7 +79,7 @@ def test_example_config_documents_every_key_with_its_default() -> None:
     from gateway.config import Settings
 
     text = (PACKAGE_ROOT / "config" / "gateway.example.toml").read_text()
-    documented = set(re.findall(r"^\s*([a-z_]+)\s*=", text, flags=re.MULTILINE))
+    documented = set(re.findall(r"^\s*([a-z0-9_]+)\s*=", text, flags=re.MULTILINE))
     sections = set(re.findall(r"^\[\[?([a-z_]+)\]\]?", text, flags=re.MULTILINE))
 
     def keys(model: type[BaseModel]) -> set[str]:
@@ -97,3 +97,41 @@ def test_example_config_documents_every_key_with_its_default() -> None:
 
     missing = keys(Settings) - documented
     assert not missing, f"keys missing from config/gateway.example.toml: {sorted(missing)}"
+
+
+def test_hygiene_sections_report_bad_keys_agents_and_domains(tmp_path: Path) -> None:
+    short = tmp_path / "short.key"
+    short.write_text("abc\n")
+    text = (
+        "[security]\n"
+        f'message_id_key_file = "{short}"\n'
+        f'previous_message_id_key_files = ["{tmp_path}/missing.key"]\n'
+        "[access]\n"
+        'agents = ["anna", "@vtm.example"]\n'
+        'organisations = [["acme.nl", "not a domain"]]\n'
+        'strangers = "append"\n'
+        "[limits]\nper_recipient_day = -1\n" + TEAM + "default = true\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    problems = "\n".join(info.value.problems)
+    assert "security.message_id_key_file: key file" in problems
+    assert "fewer than 16 bytes" in problems
+    assert "security.previous_message_id_key_files: key file" in problems
+    assert "is not readable" in problems
+    assert "access.agents: 'anna' is neither an address nor @domain" in problems
+    assert "access.organisations: not mail domains: not a domain" in problems
+    assert "access.strangers" in problems
+    assert "limits.per_recipient_day" in problems
+
+
+def test_hygiene_defaults_are_as_strict_as_documented(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, TEAM + "default = true\n"))
+    assert settings.access.strangers == "new_ticket"
+    assert settings.access.mailing_lists == "ignore"
+    assert (
+        settings.limits.per_ticket_10_minutes,
+        settings.limits.per_ticket_hour,
+        settings.limits.per_recipient_day,
+    ) == (10, 25, 40)
+    assert settings.security.trusted_authserv_ids == []
