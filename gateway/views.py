@@ -161,7 +161,7 @@ async def bouncing(session: AsyncSession, addresses: list[str]) -> list[str]:
     rows = await session.scalars(
         select(last_bounce.c.recipient)
         .outerjoin(last_mail, last_mail.c.author == last_bounce.c.recipient)
-        .where(or_(last_mail.c.at.is_(None), last_mail.c.at < last_bounce.c.at))
+        .where(or_(last_mail.c.at.is_(None), last_mail.c.at <= last_bounce.c.at))
     )
     found = set(rows)
     return [a for a in addresses if a in found]

@@ -103,7 +103,7 @@ async def _over_limits(
             )
             .group_by(OutboxMessage.recipient)
         )
-        per_recipient = {recipient: count for recipient, count in rows.tuples()}
+        per_recipient = {recipient: count for recipient, count in rows}
     over: dict[str, str] = {}
     for recipient in recipients:
         sent_to = per_recipient.get(recipient, 0)

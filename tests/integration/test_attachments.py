@@ -80,7 +80,7 @@ async def test_an_attachment_over_the_limit_is_recorded_and_the_sender_told(
     events = [(r.event, r.recipient) for r in await outbox_rows(gateway)]
     assert events == [("created", "jan@klant.example"), ("attachment_refused", "jan@klant.example")]
     refused = (await outbox_rows(gateway))[-1]
-    assert "groot.pdf (10.0 KB)" in refused.body_text
+    assert "groot.pdf (10 KB)" in refused.body_text
     assert "klein.txt" not in refused.body_text
 
 
