@@ -12,7 +12,7 @@ from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr
 
 from gateway.mail.classify import LOOP_HEADER
-from gateway.mail.parse import one_line
+from gateway.mail.text import one_line
 
 
 @dataclass(frozen=True)

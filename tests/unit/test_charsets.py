@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.mail.parse import decode_text, decode_words, header_text, parse_mail
+from gateway.mail.parse import parse_mail
+from gateway.mail.text import decode_text, decode_words, header_text
 
 CHARSETS = Path(__file__).resolve().parent.parent / "data" / "charsets"
 CASES = sorted(p.stem for p in CHARSETS.glob("*.eml"))

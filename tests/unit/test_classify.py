@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from gateway.mail.classify import ListPolicy, Verdict, classify, ignore_reason
-from gateway.mail.parse import ParsedMail, UnparseableMail, parse_mail
+from gateway.mail.parse import ParsedMail, parse_mail
+from gateway.mail.text import UnparseableMail
 from tests.support.mails import make_mail
 from tests.support.mutations import mutated_mail
 

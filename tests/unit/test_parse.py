@@ -2,7 +2,8 @@ import pytest
 
 from gateway.mail.classify import ignore_reason
 from gateway.mail.html import html_to_text
-from gateway.mail.parse import UnparseableMail, message_ids, parse_mail
+from gateway.mail.parse import parse_mail
+from gateway.mail.text import UnparseableMail, message_ids
 from tests.support.mails import make_mail
 
 DESK = {"servicedesk@vtm.example", "noc@vtm.example"}

@@ -5,7 +5,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.mail.parse import ParsedMail, UnparseableMail, parse_mail
+from gateway.mail.parse import ParsedMail, parse_mail
+from gateway.mail.text import UnparseableMail
 from tests.support.mails import make_mail
 from tests.support.mutations import mutated_mail
 
