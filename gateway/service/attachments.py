@@ -18,6 +18,12 @@ class UnknownAttachment(TicketError):
     pass
 
 
+# Signatures of signed mail (S/MIME, PGP): part of the transport, not of the matter.
+SIGNATURE_TYPES = frozenset(
+    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
+)
+
+
 def _refusal(desk: Desk, part: MailAttachment, kept_so_far: int) -> str | None:
     limits = desk.settings.attachments
     if part.size > limits.max_attachment_bytes:
@@ -38,6 +44,7 @@ async def store_attachments(
 ) -> list[Attachment]:
     """Keep each attachment on the article; returns those refused (over a limit),
     which are recorded with name, type and size but without content."""
+    parts = [p for p in parts if p.content_type not in SIGNATURE_TYPES]
     if not parts:
         return []
     if article.id is None:

@@ -112,3 +112,18 @@ def test_the_cli_lists_and_saves_attachments(config: Path, db_url: str, tmp_path
     assert cli(config, "attachment", "save", "--force", str(row["id"]), str(out)).exit_code == 0
     missing = cli(config, "attachment", "save", "999", str(out / "x"))
     assert missing.exit_code != 0 and "no attachment 999" in missing.output
+
+
+async def test_signatures_of_signed_mail_are_not_kept_as_attachments(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = await make_gateway()
+    await gateway.pipeline.ingest(
+        with_attachments(
+            ("smime.p7s", "application/pkcs7-signature", b"0\x82sig"),
+            ("offerte.pdf", "application/pdf", PDF),
+        ),
+        "t",
+    )
+    names = [a["filename"] for a in (await detail(gateway, REF))["articles"][0]["attachments"]]
+    assert names == ["offerte.pdf"]
