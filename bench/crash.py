@@ -330,6 +330,8 @@ def write_config(
         poll_seconds=0.5,
     )
     config["daemon"] = {"shutdown_seconds": SHUTDOWN_S}
+    # Seconds of mail, not days: rate limits off, so every decided answer is sent.
+    config["limits"] = {"per_ticket_10_minutes": 0, "per_ticket_hour": 0, "per_recipient_day": 0}
     (workdir / "config.toml").write_text(to_toml(config))
 
 

@@ -23,7 +23,7 @@ the calendar follows it as it is. For NL (holidays 0.109) that includes Goede vr
 although in Dutch business practice Good Friday is not a general day off, and includes
 Bevrijdingsdag (5 May) only in lustrum years (2025, 2030, ...), as many collective labour
 agreements do. A closing day adds what the package lacks, such as Bevrijdingsdag in
-other years; the package offers no way to drop a holiday.
+other years; there is no setting (yet) to drop one of the package's holidays.
 """
 
 from __future__ import annotations
