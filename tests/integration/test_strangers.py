@@ -133,17 +133,6 @@ async def test_an_agents_copy_is_kept_on_the_ticket_without_changing_it(
     assert len(await outbox_rows(gateway)) == before
 
 
-async def test_our_signed_message_id_threads_a_reply_without_a_reference(
-    make_gateway: GatewayFactory,
-) -> None:
-    gateway = await opened(make_gateway)
-    (notice,) = await outbox_rows(gateway)
-    outcome = await gateway.pipeline.ingest(
-        make_mail(subject="Antwoord zonder nummer", in_reply_to=notice.message_id), "test"
-    )
-    assert (outcome.kind, outcome.reference) == ("article", REF)
-
-
 async def test_a_forged_in_reply_to_in_our_domain_attaches_nothing(
     make_gateway: GatewayFactory,
 ) -> None:
