@@ -80,6 +80,9 @@ class TeamSettings(_Section):
     address: Address
     phone: str = ""
     default: bool = False
+    # The category of a new ticket when the customer names none in the subject or first
+    # line ("Incident:", "Wijziging:", "Vraag:"); agents can always change it.
+    default_category: Literal["", "incident", "service_request", "change"] = ""
     # Where team notices (a customer replied, a ticket reopened) go. Never a desk
     # address the gateway reads itself: that would feed it its own mail.
     notify: list[Address] = []
