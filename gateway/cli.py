@@ -29,6 +29,14 @@ from gateway.app import (
     run_once,
 )
 from gateway.config import ConfigError, Settings, load_settings, resolve_config_path
+from gateway.domain.customers import (
+    Billing,
+    Contract,
+    CustomerFileError,
+    OrganisationRecord,
+    parse_csv,
+    parse_toml,
+)
 from gateway.domain.model import Category, Impact, Status, Urgency
 from gateway.notify.render import human_size
 from gateway.outbox import STATES, NotRetryable, retry_notification
@@ -45,10 +53,19 @@ from gateway.service import (
     set_team,
 )
 from gateway.service.attachments import attachment_content, ticket_attachments
+from gateway.service.organisations import (
+    ImportSummary,
+    domains_of,
+    get_organisation,
+    import_organisations,
+    organisation_record,
+)
 from gateway.store import migrate as migrations
-from gateway.store.models import OutboxMessage, QuarantinedMessage, Ticket
+from gateway.store.models import Organisation, OutboxMessage, QuarantinedMessage, Ticket
 from gateway.views import (
     attachment_view,
+    organisation_detail,
+    organisation_view,
     outbox_view,
     quarantine_view,
     ticket_detail,
@@ -697,6 +714,159 @@ def outbox_retry(ctx: click.Context, row_id: int) -> None:
 
     to = _with_gateway(ctx, work)
     click.echo(f"notification {row_id} to {to} queued")
+
+
+@main.group()
+def customers() -> None:
+    """Customer organisations: contracts, mail domains, contacts."""
+
+
+def _read_customer_file(path: Path) -> list[OrganisationRecord]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {path}: {exc}", 2)
+    try:
+        if path.suffix.lower() == ".csv":
+            return parse_csv(text)
+        if path.suffix.lower() == ".toml":
+            return parse_toml(text)
+    except CustomerFileError as exc:
+        for problem in exc.problems:
+            click.echo(f"{path}: {problem}", err=True)
+        sys.exit(2)
+    _fail(f"{path}: give a .toml or .csv file", 2)
+
+
+@customers.command("import")
+@click.argument(
+    "path", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--dry-run", is_flag=True, help="Check the file and say what would change.")
+@click.pass_context
+def customers_import(ctx: click.Context, path: Path, dry_run: bool) -> None:
+    """Create or update organisations (by customer number) from FILE.toml or FILE.csv.
+
+    TOML: [[organisations]] tables (number, name, domains, contract none|sla|sla_24x7,
+    billing invoice|sla_settlement, included_hours, submission_fee, sla_targets, and
+    [[organisations.contacts]] with address, name, language). CSV: one row per contact
+    with the columns number,name,domains,contract,billing,included_hours,
+    submission_fee,contact_address,contact_name,contact_language. An organisation's
+    domains become the file's; contacts are added or updated. All or nothing.
+    """
+    records = _read_customer_file(path)
+
+    async def work(gateway: Gateway) -> ImportSummary:
+        async with gateway.sessions() as session:
+            summary = await import_organisations(session, records, utc_now())
+            await (session.rollback() if dry_run else session.commit())
+            return summary
+
+    summary = _with_gateway(ctx, work)
+    verb = "would create" if dry_run else "created"
+    click.echo(
+        f"{path}: {verb} {len(summary.created)}, updated {len(summary.updated)} "
+        f"organisations ({summary.domains} domains, {summary.contacts} contacts)"
+    )
+
+
+@customers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def customers_list(ctx: click.Context, as_json: bool) -> None:
+    """List organisations with their contract and domains."""
+
+    async def work(gateway: Gateway) -> list[dict[str, Any]]:
+        async with gateway.sessions() as session:
+            orgs = await session.scalars(select(Organisation).order_by(Organisation.number))
+            return [organisation_view(o, await domains_of(session, o)) for o in orgs]
+
+    _print_rows(
+        _with_gateway(ctx, work),
+        as_json,
+        "no organisations",
+        lambda row: (
+            f"{row['number']:<12} {row['contract']:<9} {row['billing']:<15} {row['name']}"
+            f"  ({' '.join(row['domains']) or 'no domains'})"
+        ),
+    )
+
+
+@customers.command("show")
+@click.argument("number")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def customers_show(ctx: click.Context, number: str, as_json: bool) -> None:
+    """An organisation with its contract, SLA targets, domains and contacts."""
+
+    async def work(gateway: Gateway) -> dict[str, Any]:
+        async with gateway.sessions() as session:
+            return await organisation_detail(session, await get_organisation(session, number))
+
+    view = _with_gateway(ctx, work)
+    if as_json:
+        _print_json(view)
+        return
+    click.echo(f"{view['number']}  {view['name']}")
+    for key in ("contract", "billing", "included_hours", "submission_fee", "sla_targets"):
+        click.echo(f"  {key:<15} {view[key]}")
+    click.echo(f"  {'domains':<15} {' '.join(view['domains']) or '-'}")
+    for contact in view["contacts"]:
+        click.echo(
+            f"  contact         {contact['address']} {contact['name']} ({contact['language']})"
+        )
+
+
+@customers.command("set")
+@click.argument("number")
+@click.option("--name")
+@click.option("--contract", type=_choice(Contract))
+@click.option("--billing", type=_choice(Billing))
+@click.option("--included-hours", type=click.FloatRange(0), help="Per month (sla_settlement).")
+@click.option("--submission-fee", type=click.FloatRange(0), help="Euros per ticket.")
+@click.option("--add-domain", multiple=True, help="A mail domain of the organisation.")
+@click.option("--remove-domain", multiple=True)
+@click.pass_context
+def customers_set(
+    ctx: click.Context,
+    number: str,
+    name: str | None,
+    contract: str | None,
+    billing: str | None,
+    included_hours: float | None,
+    submission_fee: float | None,
+    add_domain: tuple[str, ...],
+    remove_domain: tuple[str, ...],
+) -> None:
+    """Change one organisation's contract, billing or domains."""
+
+    async def work(gateway: Gateway) -> dict[str, Any]:
+        async with gateway.sessions() as session, session.begin():
+            org = await get_organisation(session, number)
+            domains = await domains_of(session, org)
+            changes = {
+                "name": name,
+                "contract": contract,
+                "billing": billing,
+                "included_hours": included_hours,
+                "submission_fee": submission_fee,
+            }
+            wanted = [d for d in [*domains, *add_domain] if d not in remove_domain]
+            record = OrganisationRecord.model_validate(
+                {
+                    **organisation_record(org, domains).model_dump(),
+                    **{k: v for k, v in changes.items() if v is not None},
+                    "domains": list(dict.fromkeys(wanted)),
+                }
+            )
+            await import_organisations(session, [record], utc_now())
+            return await organisation_detail(session, org)
+
+    view = _with_gateway(ctx, work)
+    click.echo(
+        f"{view['number']}: {view['contract']}, {view['billing']}, "
+        f"domains {' '.join(view['domains']) or '-'}"
+    )
 
 
 EX_DATAERR = 65  # sysexits.h: the message is refused for good (the MTA bounces it)

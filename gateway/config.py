@@ -269,6 +269,13 @@ class AccessSettings(_Section):
         return groups
 
 
+class CustomerSettings(_Section):
+    # A new ticket from an address whose domain no organisation has: "accept" (a
+    # contact without contract) or "hold" (quarantined at stage `review` until an agent
+    # adds the customer and reprocesses it, or discards it).
+    unknown_domain: Literal["accept", "hold"] = "accept"
+
+
 class LimitSettings(_Section):
     # Automatic answers to incoming mail (created, info added, reopened, ...) per
     # ticket and per recipient address; agents' messages and team notices are not
@@ -301,6 +308,7 @@ class Settings(_Section):
     daemon: DaemonSettings = DaemonSettings()
     security: SecuritySettings = SecuritySettings()
     access: AccessSettings = AccessSettings()
+    customers: CustomerSettings = CustomerSettings()
     limits: LimitSettings = LimitSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     logging: LoggingSettings = LoggingSettings()

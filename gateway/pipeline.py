@@ -30,6 +30,7 @@ from gateway.mail.parse import ParsedMail, parse_mail
 from gateway.service import Desk, receive_customer_mail
 from gateway.service.bounces import record_bounce
 from gateway.service.customers import receive_auto_reply
+from gateway.service.organisations import HeldForReview
 from gateway.store.db import dialect_insert
 from gateway.store.models import InboundMessage, MailboxUid, QuarantinedMessage, Ticket
 
@@ -110,6 +111,8 @@ class QuarantineResolved:
 
 def _stage_of(exc: BaseException) -> str:
     """Where processing failed, for the quarantine: rendering, storing, or the rules."""
+    if isinstance(exc, HeldForReview):
+        return "review"
     if isinstance(exc, TemplateError):
         return "template"
     if isinstance(exc, SQLAlchemyError):

@@ -12,11 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.service import participants_of
 from gateway.service.attachments import ticket_attachments
+from gateway.service.organisations import domains_of
 from gateway.store.models import (
     Article,
     Attachment,
     Bounce,
+    Contact,
     HistoryEntry,
+    Organisation,
     OutboxMessage,
     QuarantinedMessage,
     Ticket,
@@ -39,6 +42,7 @@ def ticket_summary(ticket: Ticket) -> dict[str, Any]:
         "priority_overridden": ticket.priority_overridden,
         "team": ticket.team,
         "requester": ticket.requester,
+        "language": ticket.language,
         "created_at": iso(ticket.created_at),
         "updated_at": iso(ticket.updated_at),
         "closed_at": iso(ticket.closed_at),
@@ -115,6 +119,12 @@ async def ticket_detail(session: AsyncSession, ticket: Ticket) -> dict[str, Any]
             select(Ticket.reference).where(Ticket.id == ticket.linked_ticket_id)
         )
     detail["linked_to"] = linked
+    org = None
+    if ticket.organisation_id is not None:
+        org = await session.get(Organisation, ticket.organisation_id)
+    detail["organisation"] = (
+        None if org is None else {"number": org.number, "name": org.name, "contract": org.contract}
+    )
     detail["linked_from"] = list(
         await session.scalars(
             select(Ticket.reference).where(Ticket.linked_ticket_id == ticket.id).order_by(Ticket.id)
@@ -165,6 +175,34 @@ async def bouncing(session: AsyncSession, addresses: list[str]) -> list[str]:
     )
     found = set(rows)
     return [a for a in addresses if a in found]
+
+
+def organisation_view(
+    org: Organisation, domains: list[str], contacts: list[Contact] | None = None
+) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "number": org.number,
+        "name": org.name,
+        "contract": org.contract,
+        "billing": org.billing,
+        "included_hours": org.included_minutes / 60,
+        "submission_fee": org.submission_fee_cents / 100,
+        "sla_targets": None if org.sla_targets is None else json.loads(org.sla_targets),
+        "domains": domains,
+        "updated_at": iso(org.updated_at),
+    }
+    if contacts is not None:
+        view["contacts"] = [
+            {"address": c.address, "name": c.name, "language": c.language} for c in contacts
+        ]
+    return view
+
+
+async def organisation_detail(session: AsyncSession, org: Organisation) -> dict[str, Any]:
+    contacts = await session.scalars(
+        select(Contact).where(Contact.organisation_id == org.id).order_by(Contact.address)
+    )
+    return organisation_view(org, await domains_of(session, org), list(contacts))
 
 
 def outbox_view(row: OutboxMessage, reference: str | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.domain.access import Standing
+from gateway.domain.access import Standing, domain_of
 from gateway.domain.model import Status
 from gateway.domain.reference import find_reference
 from gateway.domain.rules import ReplyEffect, customer_reply_outcome
@@ -18,6 +18,12 @@ from gateway.notify.render import human_size
 from gateway.service.attachments import store_attachments
 from gateway.service.desk import Desk
 from gateway.service.notices import Thread, customer_side, notify, notify_team
+from gateway.service.organisations import (
+    Customer,
+    HeldForReview,
+    customer_for,
+    upsert_contact,
+)
 from gateway.service.tickets import (
     add_article,
     add_participants,
@@ -217,6 +223,7 @@ async def _receive(
             linked, ticket = ticket, None
 
     if ticket is None:
+        customer = await _known_customer(session, desk, mail, now)
         team = linked.team if linked is not None else team_for_mail(desk, mail, envelope_recipients)
         ticket = await open_ticket(
             session,
@@ -225,9 +232,12 @@ async def _receive(
             requester=mail.sender,
             team=team,
             now=now,
+            language=None if customer.contact is None else customer.contact.language,
             linked_to=linked,
             link_reason=link_reason,
         )
+        if customer.organisation is not None:
+            ticket.organisation_id = customer.organisation.id
         add_participants(session, ticket, others, known=[], exclude=exclude)
         created = article(ticket)
         await notify(
@@ -273,6 +283,31 @@ async def _receive(
     )
     await notify_team(session, desk, ticket, effect, mail, source=source, now=now)
     return Received(ticket, "article", effect.value, effect=effect, article=added)
+
+
+async def _known_customer(
+    session: AsyncSession, desk: Desk, mail: ParsedMail, now: datetime
+) -> Customer:
+    """The sender as a customer; a first mail makes them a contact (of the organisation
+    their domain belongs to, else of none), or is held when `customers.unknown_domain`
+    says so."""
+    customer = await customer_for(session, mail.sender)
+    if customer.contact is not None:
+        return customer
+    if customer.organisation is None and desk.settings.customers.unknown_domain == "hold":
+        raise HeldForReview(
+            f"{mail.sender}: no organisation has domain {domain_of(mail.sender)}; held for "
+            "review (customers.unknown_domain = hold): import the customer, then reprocess"
+        )
+    contact = await upsert_contact(
+        session,
+        mail.sender,
+        now,
+        organisation=customer.organisation,
+        name=mail.sender_name,
+        language=desk.settings.desk.language,
+    )
+    return Customer(contact=contact, organisation=customer.organisation)
 
 
 async def receive_auto_reply(

@@ -67,6 +67,44 @@ class ReferenceCounter(Base):
     last: Mapped[int] = mapped_column(Integer)
 
 
+class Organisation(Base):
+    """A customer organisation and its one contract."""
+
+    __tablename__ = "organisations"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)  # customer number
+    name: Mapped[str] = mapped_column(String(255))
+    contract: Mapped[str] = mapped_column(String(16))  # none | sla | sla_24x7
+    billing: Mapped[str] = mapped_column(String(16))  # invoice | sla_settlement
+    included_minutes: Mapped[int] = mapped_column(Integer, default=0)  # per month
+    submission_fee_cents: Mapped[int] = mapped_column(Integer, default=0)  # per ticket
+    # SLA targets overriding the [sla] defaults: JSON {"1": [first_response_h,
+    # resolution_h], ...}; None: the defaults of the contract.
+    sla_targets: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class OrganisationDomain(Base):
+    """A mail domain of an organisation: unknown addresses there belong to it."""
+
+    __tablename__ = "organisation_domains"
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+
+
+class Contact(Base):
+    """A person who mails the desk; with an organisation, or on their own (no contract)."""
+
+    __tablename__ = "contacts"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    language: Mapped[str] = mapped_column(String(8))  # nl | en
+    created_at: Mapped[datetime]
+
+
 class Ticket(Base):
     __tablename__ = "tickets"
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -82,6 +120,7 @@ class Ticket(Base):
     requester: Mapped[str] = mapped_column(String(320), index=True)
     language: Mapped[str] = mapped_column(String(8))
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     scheduled_for: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
