@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,6 +19,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from gateway.domain.calendar import BusinessCalendar, OfficeHours
 
 CONFIG_ENV = "TICKET_GATEWAY_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config/demo.toml")
@@ -269,6 +272,63 @@ class AccessSettings(_Section):
         return groups
 
 
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class CalendarSettings(_Section):
+    # When the desk is open: SLA due times count office hours on business days only
+    # (contracts with 24/7 support count all hours). Public holidays of the Netherlands
+    # come from the `holidays` package.
+    timezone: str = "Europe/Amsterdam"
+    office_start: time = time(8, 30)
+    office_end: time = time(17, 0)
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = [
+        "mon", "tue", "wed", "thu", "fri",
+    ]  # fmt: skip
+    # Extra days the desk is closed, e.g. ["2026-12-24", "2026-12-31"].
+    closing_days: list[date] = []
+    # Public holidays (by their Dutch name) the desk works on anyway, e.g. ["Goede vrijdag"].
+    open_on_holidays: list[str] = []
+
+    @model_validator(mode="after")
+    def _usable(self) -> CalendarSettings:
+        self.calendar()  # refuses an unknown timezone, no weekdays, hours that end first
+        return self
+
+    def calendar(self) -> BusinessCalendar:
+        hours = OfficeHours(
+            start=self.office_start,
+            end=self.office_end,
+            weekdays=frozenset(_WEEKDAYS.index(day) for day in self.weekdays),
+        )
+        return BusinessCalendar(
+            hours,
+            timezone=self.timezone,
+            closing_days=self.closing_days,
+            open_on_holidays=self.open_on_holidays,
+        )
+
+
+_FIVE = Field(min_length=5, max_length=5)
+
+
+class SlaSettings(_Section):
+    # Targets per priority 1..5, in office hours for `sla` contracts and in clock hours
+    # for `sla_24x7`; an organisation's own targets (customers import) win.
+    first_response_hours: Annotated[list[Annotated[float, Field(gt=0)]], _FIVE] = [
+        1, 2, 4, 8.5, 8.5,
+    ]  # fmt: skip
+    resolution_hours: Annotated[list[Annotated[float, Field(gt=0)]], _FIVE] = [
+        4, 8.5, 17, 42.5, 85,
+    ]  # fmt: skip
+    # Without a contract: an answer within one working day, no resolution target.
+    no_contract_first_response_hours: float = Field(default=8.5, gt=0)
+    # The priority the targets use until an agent sets impact and urgency.
+    unprioritised: int = Field(default=3, ge=1, le=5)
+    # The team is warned when this fraction of a target has passed, and at the breach.
+    warn_fraction: float = Field(default=0.8, gt=0, lt=1)
+
+
 class CustomerSettings(_Section):
     # A new ticket from an address whose domain no organisation has: "accept" (a
     # contact without contract) or "hold" (quarantined at stage `review` until an agent
@@ -309,6 +369,8 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     access: AccessSettings = AccessSettings()
     customers: CustomerSettings = CustomerSettings()
+    calendar: CalendarSettings = CalendarSettings()
+    sla: SlaSettings = SlaSettings()
     limits: LimitSettings = LimitSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     logging: LoggingSettings = LoggingSettings()

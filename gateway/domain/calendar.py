@@ -23,7 +23,7 @@ the calendar follows it as it is. For NL (holidays 0.109) that includes Goede vr
 although in Dutch business practice Good Friday is not a general day off, and includes
 Bevrijdingsdag (5 May) only in lustrum years (2025, 2030, ...), as many collective labour
 agreements do. A closing day adds what the package lacks, such as Bevrijdingsdag in
-other years; there is no setting (yet) to drop one of the package's holidays.
+other years; `open_on_holidays` names the package's holidays the desk works on anyway.
 """
 
 from __future__ import annotations
@@ -82,11 +82,14 @@ class BusinessCalendar:
         timezone: str = "Europe/Amsterdam",
         closing_days: Iterable[date] = (),
         country: str = "NL",
+        open_on_holidays: Iterable[str] = (),
     ) -> None:
         self.hours = hours
         self.timezone = _zone(timezone)
         self.closing_days = frozenset(_plain_date(day) for day in closing_days)
         self.country = country
+        # Holidays (by name, any case) the desk works on anyway, e.g. "Goede vrijdag".
+        self.open_on_holidays = frozenset(name.casefold() for name in open_on_holidays)
         _check_country(country)
         self._holidays_by_year: dict[int, dict[date, str]] = {}
 
@@ -176,11 +179,13 @@ class BusinessCalendar:
     def _public_holidays(self, year: int) -> dict[date, str]:
         found = self._holidays_by_year.get(year)
         if found is None:
-            found = dict(
-                holidays.country_holidays(
+            found = {
+                day: name
+                for day, name in holidays.country_holidays(
                     self.country, years=year, expand=False, language=HOLIDAY_LANGUAGE
-                )
-            )
+                ).items()
+                if name.casefold() not in self.open_on_holidays
+            }
             self._holidays_by_year[year] = found
         return found
 

@@ -377,3 +377,16 @@ def test_working_days_are_whole_days_of_open_time(start: datetime, days: int) ->
     due = desk.add_working_days(start, days)
     assert due == desk.add_business_time(desk.next_opening(start), days * DAY_OF_OPEN_TIME)
     assert desk.business_time_between(start, due) == days * DAY_OF_OPEN_TIME
+
+
+def test_a_holiday_the_desk_works_on_is_a_business_day() -> None:
+    from datetime import date
+
+    from gateway.domain.calendar import BusinessCalendar
+
+    good_friday = date(2026, 4, 3)
+    assert not BusinessCalendar().is_business_day(good_friday)
+    working = BusinessCalendar(open_on_holidays=["Goede Vrijdag"])
+    assert working.is_business_day(good_friday)
+    assert working.holiday_name(good_friday) is None
+    assert not working.is_business_day(date(2026, 4, 6))  # Tweede paasdag stays

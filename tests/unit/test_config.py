@@ -135,3 +135,32 @@ def test_hygiene_defaults_are_as_strict_as_documented(tmp_path: Path) -> None:
         settings.limits.per_recipient_day,
     ) == (10, 25, 40)
     assert settings.security.trusted_authserv_ids == []
+
+
+def test_calendar_and_sla_mistakes_are_named(tmp_path: Path) -> None:
+    text = (
+        '[calendar]\ntimezone = "Europe/Amsterdan"\n'
+        "[sla]\nfirst_response_hours = [1, 2]\nwarn_fraction = 1.5\n" + TEAM + "default = true\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    problems = "\n".join(info.value.problems)
+    assert "calendar: unknown timezone 'Europe/Amsterdan'" in problems
+    assert "sla.first_response_hours" in problems
+    assert "sla.warn_fraction" in problems
+    text = '[calendar]\noffice_start = "17:00"\noffice_end = "08:30"\n' + TEAM + "default = true\n"
+    with pytest.raises(ConfigError, match="calendar: office hours must end after they start"):
+        load_settings(write(tmp_path, text))
+
+
+def test_the_calendar_setting_builds_the_business_calendar(tmp_path: Path) -> None:
+    from datetime import date
+
+    text = (
+        '[calendar]\nweekdays = ["mon", "tue"]\nclosing_days = ["2026-12-29"]\n'
+        'open_on_holidays = ["Goede vrijdag"]\n' + TEAM + "default = true\n"
+    )
+    calendar = load_settings(write(tmp_path, text)).calendar.calendar()
+    assert calendar.is_business_day(date(2026, 12, 28))  # a Monday
+    assert not calendar.is_business_day(date(2026, 12, 29))  # closed that Tuesday
+    assert not calendar.is_business_day(date(2026, 12, 30))  # Wednesday: not a weekday
