@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from gateway.domain.calendar import BusinessCalendar, OfficeHours
+from gateway.domain.sla import SlaRules
 
 CONFIG_ENV = "TICKET_GATEWAY_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config/demo.toml")
@@ -327,6 +328,15 @@ class SlaSettings(_Section):
     unprioritised: int = Field(default=3, ge=1, le=5)
     # The team is warned when this fraction of a target has passed, and at the breach.
     warn_fraction: float = Field(default=0.8, gt=0, lt=1)
+
+    def rules(self) -> SlaRules:
+        return SlaRules(
+            first_response_hours=tuple(self.first_response_hours),
+            resolution_hours=tuple(self.resolution_hours),
+            no_contract_first_response_hours=self.no_contract_first_response_hours,
+            unprioritised=self.unprioritised,
+            warn_fraction=self.warn_fraction,
+        )
 
 
 class CustomerSettings(_Section):
