@@ -126,6 +126,40 @@ class Ticket(Base):
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     article_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The SLA clock (domain/sla.py): stopped since, and clock seconds stopped before.
+    sla_stopped_at: Mapped[datetime | None]
+    sla_stopped_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_response_at: Mapped[datetime | None]  # the first public answer of an agent
+    first_response_due: Mapped[datetime | None] = mapped_column(index=True)
+    resolution_due: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class Timer(Base):
+    """Something to do about a ticket at a moment: fires once, in its own transaction.
+
+    `episode` tells apart the runs of a timer: "sla" for the SLA warnings (once per
+    ticket), the moment the status was entered for reminders and wake-ups (once per
+    time the ticket enters that status). Re-arming moves an unfired timer; a fired one
+    stays fired.
+    """
+
+    __tablename__ = "timers"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "kind", "episode"),
+        Index(
+            "ix_timers_due",
+            "due_at",
+            postgresql_where=text("fired_at IS NULL"),
+            sqlite_where=text("fired_at IS NULL"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    episode: Mapped[str] = mapped_column(String(40))
+    due_at: Mapped[datetime]
+    fired_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(255))  # what firing did
 
 
 class Participant(Base):

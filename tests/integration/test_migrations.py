@@ -145,3 +145,12 @@ async def test_0004_makes_one_message_id_key_and_downgrade_keeps_suppressed_as_f
     assert await rows(empty_engine, "SELECT state, last_error FROM outbox") == [
         ("failed", "rate limit")
     ]
+
+
+async def test_every_migration_downgrades_and_upgrades_again(empty_engine: AsyncEngine) -> None:
+    await migrate.upgrade(empty_engine)
+    await write(empty_engine, OLD_ROWS[1])  # a ticket survives the round trip
+    await migrate.downgrade(empty_engine, "0001")
+    await migrate.upgrade(empty_engine)
+    assert await rows(empty_engine, "SELECT reference FROM tickets") == [("VTM-2026-000001",)]
+    assert await migrate.is_up_to_date(empty_engine)
