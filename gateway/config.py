@@ -339,6 +339,18 @@ class SlaSettings(_Section):
         )
 
 
+class TimerSettings(_Section):
+    # How often the daemon looks for timers that are due (SLA warnings, reminders,
+    # closing, wake-ups); each fires once, whichever daemon takes it.
+    poll_seconds: float = Field(default=30, gt=0)
+    # awaiting_customer: remind the customer after this many working days without an
+    # answer, and close the ticket this many working days after the reminder.
+    reminder_working_days: int = Field(default=3, ge=1)
+    close_after_working_days: int = Field(default=4, ge=1)
+    # awaiting_acceptance: closed as accepted after this many working days of silence.
+    acceptance_working_days: int = Field(default=5, ge=1)
+
+
 class CustomerSettings(_Section):
     # A new ticket from an address whose domain no organisation has: "accept" (a
     # contact without contract) or "hold" (quarantined at stage `review` until an agent
@@ -381,6 +393,7 @@ class Settings(_Section):
     customers: CustomerSettings = CustomerSettings()
     calendar: CalendarSettings = CalendarSettings()
     sla: SlaSettings = SlaSettings()
+    timers: TimerSettings = TimerSettings()
     limits: LimitSettings = LimitSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Settings
 from gateway.domain.access import AccessPolicy
+from gateway.domain.calendar import BusinessCalendar
 from gateway.domain.msgid import MessageIdSigner
 from gateway.notify.render import Renderer
 from gateway.store.secrets import shared_secret
@@ -73,6 +74,10 @@ class Desk:
     def access(self) -> AccessPolicy:
         access = self.settings.access
         return AccessPolicy.build(access.agents, access.organisations, access.same_domain)
+
+    @cached_property
+    def calendar(self) -> BusinessCalendar:
+        return self.settings.calendar.calendar()
 
     @property
     def domain(self) -> str:

@@ -1,0 +1,161 @@
+"""The SLA clock of each ticket: due times kept current, timers armed and disarmed.
+
+Every change that moves a due time (a new ticket, a status, a priority, the first
+answer) calls in here, in the change's own transaction, so the due times and the
+timers never disagree with the ticket.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.domain.model import Status
+from gateway.domain.sla import (
+    CLOCK_STOPPED,
+    ClockState,
+    SlaClock,
+    Targets,
+    due,
+    targets_for,
+    warning,
+)
+from gateway.service.desk import Desk
+from gateway.store.db import dialect_insert
+from gateway.store.models import Organisation, Ticket, Timer
+
+FIRST_RESPONSE_KINDS = ("first_response_warning", "first_response_breach")
+RESOLUTION_KINDS = ("resolution_warning", "resolution_breach")
+SLA_EPISODE = "sla"  # SLA warnings fire once per ticket
+# Timers that belong to a stay in one status; armed when it is entered.
+STATUS_KINDS: dict[Status, tuple[str, ...]] = {
+    Status.AWAITING_CUSTOMER: ("customer_reminder", "customer_close"),
+    Status.AWAITING_ACCEPTANCE: ("acceptance_close",),
+    Status.SCHEDULED: ("scheduled_wake",),
+}
+
+
+async def sla_of(session: AsyncSession, desk: Desk, ticket: Ticket) -> tuple[SlaClock, Targets]:
+    """The ticket's clock (office or clock hours) and targets (contract, priority)."""
+    org = None
+    if ticket.organisation_id is not None:
+        org = await session.get(Organisation, ticket.organisation_id)
+    contract = "none" if org is None else org.contract
+    own = json.loads(org.sla_targets) if org is not None and org.sla_targets else None
+    targets = targets_for(desk.settings.sla.rules(), contract, ticket.priority, own)
+    return SlaClock(desk.calendar, targets.business_hours), targets
+
+
+def clock_state(ticket: Ticket) -> ClockState:
+    return ClockState(
+        ticket.created_at, ticket.sla_stopped_at, timedelta(seconds=ticket.sla_stopped_seconds)
+    )
+
+
+def _keep(ticket: Ticket, state: ClockState) -> None:
+    ticket.sla_stopped_at = state.stopped_at
+    ticket.sla_stopped_seconds = round(state.stopped_for.total_seconds())
+
+
+async def _arm(
+    session: AsyncSession, ticket: Ticket, kind: str, episode: str, at: datetime | None
+) -> None:
+    """Set an unfired timer to `at` (None: take it away); a fired one stays as it is."""
+    if at is None:
+        await session.execute(
+            delete(Timer).where(
+                Timer.ticket_id == ticket.id,
+                Timer.kind == kind,
+                Timer.episode == episode,
+                Timer.fired_at.is_(None),
+            )
+        )
+        return
+    insert = dialect_insert(session)(Timer).values(
+        ticket_id=ticket.id, kind=kind, episode=episode, due_at=at
+    )
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["ticket_id", "kind", "episode"],
+            set_={"due_at": insert.excluded.due_at},
+            where=Timer.fired_at.is_(None),
+        )
+    )
+
+
+async def refresh_sla(session: AsyncSession, desk: Desk, ticket: Ticket) -> None:
+    """Due times from the clock, the targets and the status; SLA timers to match.
+
+    A closed ticket keeps the due times it had (what the reports measure against).
+    """
+    if ticket.id is None:
+        await session.flush()
+    if Status(ticket.status) is Status.CLOSED:
+        for kind in (*FIRST_RESPONSE_KINDS, *RESOLUTION_KINDS):
+            await _arm(session, ticket, kind, SLA_EPISODE, None)
+        return
+    clock, targets = await sla_of(session, desk, ticket)
+    state = clock_state(ticket)
+    fraction = desk.settings.sla.warn_fraction
+    answered = ticket.first_response_at is not None
+    if not answered:
+        ticket.first_response_due = due(clock, state, targets.first_response)
+    ticket.resolution_due = due(clock, state, targets.resolution)
+    plan = {
+        "first_response_warning": None
+        if answered
+        else warning(clock, state, targets.first_response, fraction),
+        "first_response_breach": None if answered else ticket.first_response_due,
+        "resolution_warning": warning(clock, state, targets.resolution, fraction),
+        "resolution_breach": ticket.resolution_due,
+    }
+    for kind, at in plan.items():
+        await _arm(session, ticket, kind, SLA_EPISODE, at)
+
+
+async def status_changed(
+    session: AsyncSession, desk: Desk, ticket: Ticket, old: Status | None, now: datetime
+) -> None:
+    """Stop or run the clock for the new status; its own timers armed, the old ones'
+    taken away; due times refreshed."""
+    new = Status(ticket.status)
+    clock, _ = await sla_of(session, desk, ticket)
+    state = clock_state(ticket)
+    if new in CLOCK_STOPPED or new is Status.CLOSED:
+        state = state.stop(now)
+    else:
+        state = state.resume(clock, now)
+    _keep(ticket, state)
+    if old is not None:
+        for kind in STATUS_KINDS.get(old, ()):
+            await session.execute(
+                delete(Timer).where(
+                    Timer.ticket_id == ticket.id, Timer.kind == kind, Timer.fired_at.is_(None)
+                )
+            )
+    episode = now.isoformat()
+    timers = desk.settings.timers
+    calendar = desk.calendar
+    if new is Status.AWAITING_CUSTOMER:
+        remind = calendar.add_working_days(now, timers.reminder_working_days)
+        await _arm(session, ticket, "customer_reminder", episode, remind)
+        close = calendar.add_working_days(remind, timers.close_after_working_days)
+        await _arm(session, ticket, "customer_close", episode, close)
+    elif new is Status.AWAITING_ACCEPTANCE:
+        close = calendar.add_working_days(now, timers.acceptance_working_days)
+        await _arm(session, ticket, "acceptance_close", episode, close)
+    elif new is Status.SCHEDULED and ticket.scheduled_for is not None:
+        await _arm(session, ticket, "scheduled_wake", episode, ticket.scheduled_for)
+    await refresh_sla(session, desk, ticket)
+
+
+async def first_response(session: AsyncSession, desk: Desk, ticket: Ticket, now: datetime) -> None:
+    """The first public answer of an agent: the first-response target is met or not."""
+    if ticket.first_response_at is not None:
+        return
+    ticket.first_response_at = now
+    for kind in FIRST_RESPONSE_KINDS:
+        await _arm(session, ticket, kind, SLA_EPISODE, None)
