@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import Settings
@@ -20,8 +21,10 @@ from gateway.notify.render import Renderer
 from gateway.outbox import Relay, Transport
 from gateway.pipeline import Clock, Pipeline, utc_now
 from gateway.service import Desk
+from gateway.service.timers import fire_due
 from gateway.store import migrate
 from gateway.store.db import create_engine, session_factory
+from gateway.store.models import Timer
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class BurstSummary:
     sent: int = 0
     failed: int = 0
     retrying: int = 0
+    timers: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -122,6 +126,7 @@ async def run_once(gateway: Gateway) -> BurstSummary:
 
     try:
         await asyncio.gather(*(drain(m) for m in gateway.mailboxes))
+        summary.timers = await fire_timers(gateway)
     finally:
         done.set()
         await relay
@@ -161,6 +166,40 @@ async def _relay_loop(gateway: Gateway, stop: asyncio.Event) -> None:
             task.cancel()
 
 
+async def fire_timers(gateway: Gateway) -> int:
+    """Fire every timer that is due; the relay is woken for what they queued."""
+    fired = 0
+    while batch := await fire_due(gateway.sessions, gateway.desk, gateway.relay.clock()):
+        fired += batch
+        gateway.outbox_wake.set()
+    return fired
+
+
+async def next_timer(gateway: Gateway) -> datetime | None:
+    async with gateway.sessions() as session:
+        return await session.scalar(select(func.min(Timer.due_at)).where(Timer.fired_at.is_(None)))
+
+
+async def _timer_loop(gateway: Gateway, stop: asyncio.Event) -> None:
+    """Fire timers as they fall due (looked for every `timers.poll_seconds`, sooner when
+    the next one is known), until stopped. Nothing is kept in memory between rounds."""
+    failing = False
+    while not stop.is_set():
+        timeout = gateway.settings.timers.poll_seconds
+        try:
+            await fire_timers(gateway)
+            due = await next_timer(gateway)
+            if due is not None:
+                timeout = min(timeout, max(0.05, (due - gateway.relay.clock()).total_seconds()))
+            failing = False
+        except Exception as exc:  # timers must outlive a database hiccup
+            if not failing:
+                log.exception("timers: %s; retrying", exc)
+            failing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout)
+
+
 def sd_notify(state: str) -> None:
     """Tell systemd (Type=notify) about our state; a no-op outside systemd."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -188,6 +227,7 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
         for m in gateway.mailboxes
     ]
     relay = asyncio.create_task(_relay_loop(gateway, stop), name="relay")
+    timers = asyncio.create_task(_timer_loop(gateway, stop), name="timers")
     sd_notify("READY=1")
     log.info(
         "ticket-gateway running: %d mailbox(es), %d listener(s), outbound %s",
@@ -203,7 +243,7 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
 
     async def wind_down() -> None:
         await asyncio.gather(*(listener.stop() for listener in gateway.listeners))
-        await asyncio.gather(*readers, relay)
+        await asyncio.gather(*readers, relay, timers)
         # Flush: notifications the last messages queued, as far as time allows.
         stats = await gateway.relay.send_due(until=deadline)
         left = await gateway.relay.pending_count()
@@ -215,9 +255,9 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
     except TimeoutError:
         log.warning("stopping: shutdown time is up; cancelling what is still running")
         winding.cancel()
-        for task in (*readers, relay):
+        for task in (*readers, relay, timers):
             task.cancel()
-        await asyncio.gather(winding, *readers, relay, return_exceptions=True)
+        await asyncio.gather(winding, *readers, relay, timers, return_exceptions=True)
         gateway.relay.abort()  # no QUIT on a connection that may be mid-transaction
     await gateway.relay.close()
 

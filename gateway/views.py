@@ -23,6 +23,7 @@ from gateway.store.models import (
     OutboxMessage,
     QuarantinedMessage,
     Ticket,
+    Timer,
 )
 
 
@@ -47,6 +48,12 @@ def ticket_summary(ticket: Ticket) -> dict[str, Any]:
         "updated_at": iso(ticket.updated_at),
         "closed_at": iso(ticket.closed_at),
         "scheduled_for": iso(ticket.scheduled_for),
+        # SLA due times; null while the clock stands still (sla_stopped_since) or
+        # without a target. A closed ticket keeps those it had.
+        "first_response_due": iso(ticket.first_response_due),
+        "resolution_due": iso(ticket.resolution_due),
+        "first_response_at": iso(ticket.first_response_at),
+        "sla_stopped_since": iso(ticket.sla_stopped_at),
         "article_count": ticket.article_count,
     }
 
@@ -143,6 +150,13 @@ async def ticket_detail(session: AsyncSession, ticket: Ticket) -> dict[str, Any]
         )
     )
     detail["bounces"] = [bounce_view(b) for b in bounces]
+    timers = await session.scalars(
+        select(Timer).where(Timer.ticket_id == ticket.id).order_by(Timer.due_at, Timer.id)
+    )
+    detail["timers"] = [
+        {"kind": t.kind, "due_at": iso(t.due_at), "fired_at": iso(t.fired_at), "outcome": t.outcome}
+        for t in timers
+    ]
     detail["bouncing"] = await bouncing(session, [ticket.requester, *detail["participants"]])
     history = await session.scalars(
         select(HistoryEntry).where(HistoryEntry.ticket_id == ticket.id).order_by(HistoryEntry.id)

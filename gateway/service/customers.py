@@ -24,6 +24,7 @@ from gateway.service.organisations import (
     customer_for,
     upsert_contact,
 )
+from gateway.service.sla import refresh_sla, status_changed
 from gateway.service.tickets import (
     add_article,
     add_participants,
@@ -238,6 +239,7 @@ async def _receive(
         )
         if customer.organisation is not None:
             ticket.organisation_id = customer.organisation.id
+        await refresh_sla(session, desk, ticket)
         add_participants(session, ticket, others, known=[], exclude=exclude)
         created = article(ticket)
         await notify(
@@ -259,9 +261,11 @@ async def _receive(
     participants = add_participants(session, ticket, others, known=participants, exclude=exclude)
     added = article(ticket)
     if outcome.new_status is not None and outcome.new_status is not Status(ticket.status):
+        old_status = Status(ticket.status)
         apply_status(
             session, ticket, outcome.new_status, by=mail.sender, now=now, reason=effect.value
         )
+        await status_changed(session, desk, ticket, old_status, now)
     if effect is ReplyEffect.ACCEPTED:
         event, recipients = "closed", await customer_side(session, ticket, participants)
     elif effect is ReplyEffect.REOPENED:

@@ -245,10 +245,35 @@ async def notify_team(
     now: datetime,
 ) -> None:
     """Tell the team's notification addresses that the customer wrote."""
+    notices = TEAM_NOTICES[desk.settings.desk.language]
+    await tell_team(
+        session,
+        desk,
+        ticket,
+        notices.get(effect, effect.value),
+        source=source,
+        now=now,
+        author=mail.sender,
+        body=mail.new_text,
+    )
+
+
+async def tell_team(
+    session: AsyncSession,
+    desk: Desk,
+    ticket: Ticket,
+    notice: str,
+    *,
+    source: str,
+    now: datetime,
+    author: str = "",
+    body: str = "",
+) -> None:
+    """A team notice (a customer wrote, an SLA warning, a wake-up) to the team's
+    notification addresses, in the desk's language; nothing when it has none."""
     team = desk.settings.team(ticket.team)
     if not team.notify:
         return
-    language = desk.settings.desk.language
     await notify(
         session,
         desk,
@@ -257,9 +282,9 @@ async def notify_team(
         team.notify,
         source=source,
         now=now,
-        language=language,
+        language=desk.settings.desk.language,
         auto_submitted="auto-generated",
-        notice=TEAM_NOTICES[language].get(effect, effect.value),
-        author=mail.sender,
-        body=mail.new_text,
+        notice=notice,
+        author=author,
+        body=body,
     )
