@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import getpass
 import json
 import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -29,6 +30,7 @@ from gateway.app import (
     run_once,
 )
 from gateway.config import ConfigError, Settings, load_settings, resolve_config_path
+from gateway.domain.billing import CustomerBill, TimeKind, month_bounds, parse_duration
 from gateway.domain.customers import (
     Billing,
     Contract,
@@ -53,6 +55,7 @@ from gateway.service import (
     set_team,
 )
 from gateway.service.attachments import attachment_content, ticket_attachments
+from gateway.service.billing import add_time, billing_report, format_minutes, sla_month
 from gateway.service.organisations import (
     ImportSummary,
     domains_of,
@@ -714,6 +717,197 @@ def outbox_retry(ctx: click.Context, row_id: int) -> None:
 
     to = _with_gateway(ctx, work)
     click.echo(f"notification {row_id} to {to} queued")
+
+
+@ticket.command("time")
+@click.argument("reference")
+@click.argument("duration")
+@click.option("--date", "work_date", help="The day of the work (YYYY-MM-DD; default today).")
+@click.option(
+    "--kind",
+    type=_choice(TimeKind),
+    default=TimeKind.BILLABLE.value,
+    show_default=True,
+    help="warranty and sla time are not charged.",
+)
+@click.option("--note", default="", help="What was done.")
+@click.option("--agent", help=f"Who worked (default: ${AGENT_ENV} or the login name).")
+@click.pass_context
+def ticket_time(
+    ctx: click.Context,
+    reference: str,
+    duration: str,
+    work_date: str | None,
+    kind: str,
+    note: str,
+    agent: str | None,
+) -> None:
+    """Register time spent on a ticket: DURATION as 45m, 1h30m, 1.5h or 1:30."""
+    try:
+        minutes = parse_duration(duration)
+        day = date.fromisoformat(work_date) if work_date else date.today()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+    async def work(gateway: Gateway) -> str:
+        async with gateway.sessions() as session, session.begin():
+            t = await get_ticket(session, reference)
+            await add_time(
+                session, t, minutes, kind=TimeKind(kind), work_date=day, by=_agent(agent),
+                now=utc_now(), note=note,
+            )  # fmt: skip
+            return f"{t.reference}: {format_minutes(minutes)} {kind} on {day.isoformat()}"
+
+    click.echo(_with_gateway(ctx, work))
+
+
+@main.group()
+def report() -> None:
+    """Monthly reports: billing per customer, SLA per team and priority."""
+
+
+def _period(value: str) -> str:
+    try:
+        month_bounds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--period'") from exc
+    return value
+
+
+def _bill_view(bill: CustomerBill) -> dict[str, Any]:
+    return {
+        "customer": bill.number,
+        "name": bill.name,
+        "billing": bill.billing,
+        "tickets": [
+            {
+                "reference": t.reference,
+                "subject": t.subject,
+                **{k.value: m for k, m in t.minutes.items()},
+            }
+            for t in bill.tickets
+        ],
+        "warranty_minutes": bill.total(TimeKind.WARRANTY),
+        "sla_minutes": bill.total(TimeKind.SLA),
+        "billable_minutes": bill.total(TimeKind.BILLABLE),
+        "included_minutes": bill.included_minutes,
+        "included_used_minutes": bill.included_used_minutes,
+        "invoiced_minutes": bill.invoiced_minutes,
+        "tickets_submitted": bill.tickets_submitted,
+        "submission_fees": bill.submission_fees_cents / 100,
+    }
+
+
+@report.command("billing")
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@click.option("--customer", help="One customer number.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: one row per customer and ticket.")
+@click.pass_context
+def report_billing(
+    ctx: click.Context, period: str, customer: str | None, as_json: bool, as_csv: bool
+) -> None:
+    """Per customer and ticket: warranty and SLA time (not charged), billable time, the
+    included hours used and the overage to invoice (sla_settlement), submission fees."""
+    period = _period(period)
+
+    async def work(gateway: Gateway) -> list[dict[str, Any]]:
+        async with gateway.sessions() as session:
+            report = await billing_report(session, gateway.desk, period, customer)
+            return [_bill_view(b) for b in report]
+
+    views = _with_gateway(ctx, work)
+    if as_json:
+        _print_json(views)
+    elif as_csv:
+        _print_billing_csv(views)
+    elif not views:
+        click.echo(f"no time or fees in {period}")
+    else:
+        for view in views:
+            _print_bill(view)
+
+
+def _print_billing_csv(views: list[dict[str, Any]]) -> None:
+    out = csv.writer(sys.stdout)
+    out.writerow(
+        ["customer", "name", "billing", "ticket", "subject", "warranty_minutes",
+         "sla_minutes", "billable_minutes"]
+    )  # fmt: skip
+    for view in views:
+        for t in view["tickets"]:
+            out.writerow(
+                [view["customer"], view["name"], view["billing"], t["reference"], t["subject"],
+                 t["warranty"], t["sla"], t["billable"]]
+            )  # fmt: skip
+        out.writerow(
+            [view["customer"], view["name"], view["billing"], "TOTAL", "",
+             view["warranty_minutes"], view["sla_minutes"], view["billable_minutes"]]
+        )  # fmt: skip
+
+
+def _print_bill(view: dict[str, Any]) -> None:
+    click.echo(f"{view['customer']}  {view['name']}  ({view['billing']})")
+    for t in view["tickets"]:
+        click.echo(
+            f"  {t['reference']}  billable {format_minutes(t['billable'])}  "
+            f"sla {format_minutes(t['sla'])}  warranty {format_minutes(t['warranty'])}  "
+            f"{t['subject']}"
+        )
+    click.echo(
+        f"  total: billable {format_minutes(view['billable_minutes'])}, not charged "
+        f"{format_minutes(view['warranty_minutes'] + view['sla_minutes'])}"
+    )
+    if view["billing"] == "sla_settlement":
+        click.echo(
+            f"  included {format_minutes(view['included_minutes'])}, used "
+            f"{format_minutes(view['included_used_minutes'])}"
+        )
+    click.echo(f"  to invoice: {format_minutes(view['invoiced_minutes'])}")
+    if view["submission_fees"]:
+        click.echo(
+            f"  submission fees: {view['tickets_submitted']} tickets, EUR "
+            f"{view['submission_fees']:.2f}"
+        )
+
+
+@report.command("sla")
+@click.option("--period", required=True, help="The month, YYYY-MM (tickets created in it).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def report_sla(ctx: click.Context, period: str, as_json: bool) -> None:
+    """Per team and priority: first response and resolution met or breached, medians."""
+    period = _period(period)
+
+    async def work(gateway: Gateway) -> list[dict[str, Any]]:
+        async with gateway.sessions() as session:
+            lines = await sla_month(session, gateway.desk, period, utc_now())
+        return [
+            {
+                "team": line.team,
+                "priority": line.priority,
+                "tickets": line.tickets,
+                "first_response_met": line.first_response_met,
+                "first_response_breached": line.first_response_breached,
+                "resolution_met": line.resolution_met,
+                "resolution_breached": line.resolution_breached,
+                "median_first_response_hours": line.median_first_response_hours,
+                "median_resolution_hours": line.median_resolution_hours,
+            }
+            for line in lines
+        ]
+
+    _print_rows(
+        _with_gateway(ctx, work),
+        as_json,
+        f"no tickets created in {period}",
+        lambda r: (
+            f"{r['team']:<10} P{r['priority'] or '-'} {r['tickets']:>4} tickets  first response "
+            f"{r['first_response_met']} met / {r['first_response_breached']} breached "
+            f"(median {r['median_first_response_hours']} h)  resolution {r['resolution_met']} "
+            f"met / {r['resolution_breached']} breached (median {r['median_resolution_hours']} h)"
+        ),
+    )
 
 
 @main.group()

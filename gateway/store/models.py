@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -160,6 +161,20 @@ class Timer(Base):
     due_at: Mapped[datetime]
     fired_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(255))  # what firing did
+
+
+class TimeEntry(Base):
+    """Time spent on a ticket, for billing: warranty and SLA time are not charged."""
+
+    __tablename__ = "time_entries"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    minutes: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # warranty | sla | billable
+    work_date: Mapped[date] = mapped_column(Date, index=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime]
 
 
 class Participant(Base):
