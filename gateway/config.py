@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from gateway.domain.calendar import BusinessCalendar, OfficeHours
+from gateway.domain.oncall import DEFAULT_URGENT_WORDS
 from gateway.domain.sla import SlaRules
 
 CONFIG_ENV = "TICKET_GATEWAY_CONFIG"
@@ -351,6 +352,17 @@ class TimerSettings(_Section):
     acceptance_working_days: int = Field(default=5, ge=1)
 
 
+class OncallSettings(_Section):
+    # The 24/7 on-call service (storingsdienst): an urgent incident from a customer
+    # with a `sla_24x7` contract outside office hours pages this address (e.g. an SMS
+    # gateway), once per ticket. Empty: no pages.
+    address: Address | Literal[""] = ""
+    # The number 24/7 customers are given in their notifications outside office hours.
+    phone: str = "085 489 09 73"
+    # Words in a subject that mark a mail urgent (besides Importance/X-Priority headers).
+    urgent_words: list[str] = list(DEFAULT_URGENT_WORDS)
+
+
 class CustomerSettings(_Section):
     # A new ticket from an address whose domain no organisation has: "accept" (a
     # contact without contract) or "hold" (quarantined at stage `review` until an agent
@@ -394,6 +406,7 @@ class Settings(_Section):
     calendar: CalendarSettings = CalendarSettings()
     sla: SlaSettings = SlaSettings()
     timers: TimerSettings = TimerSettings()
+    oncall: OncallSettings = OncallSettings()
     limits: LimitSettings = LimitSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     logging: LoggingSettings = LoggingSettings()
@@ -410,6 +423,8 @@ class Settings(_Section):
         if len(set(keys)) != len(keys):
             raise ValueError(f"team keys must be unique (got {', '.join(keys)})")
         desk_addresses = self.desk_addresses
+        if self.oncall.address in desk_addresses:
+            raise ValueError("oncall.address must not be a desk address the gateway reads")
         for team in self.teams:
             looped = sorted(desk_addresses & set(team.notify))
             if looped:

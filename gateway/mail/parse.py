@@ -91,6 +91,9 @@ _KEPT_HEADERS = (
     "list-post",
     "return-path",
     "x-ticket-gateway-loop",
+    "importance",
+    "x-priority",
+    "priority",
 )
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
 

@@ -18,6 +18,7 @@ from gateway.notify.render import human_size
 from gateway.service.attachments import store_attachments
 from gateway.service.desk import Desk
 from gateway.service.notices import Thread, customer_side, notify, notify_team
+from gateway.service.oncall import page_if_urgent, support_context
 from gateway.service.organisations import (
     Customer,
     HeldForReview,
@@ -253,7 +254,9 @@ async def _receive(
             thread=thread,
             suppressed=held,
             recipient_name=mail.sender_name,
+            support=support_context(desk, customer.organisation, now, ticket.language),
         )
+        await page_if_urgent(session, desk, ticket, customer.organisation, mail, now)
         reason = None if link_reason is None else "stranger"
         return Received(ticket, "ticket", reason, article=created)
 

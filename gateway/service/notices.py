@@ -45,6 +45,7 @@ def _template_context(
         "notice": "",
         "author": "",
         "scheduled_for": "",
+        "support": {"desk_open": True, "next_opening": "", "oncall_phone": ""},
         "ticket": {
             "reference": ticket.reference,
             "tag": subject_tag(ticket.reference),

@@ -8,7 +8,8 @@ from gateway.notify.render import Renderer
 
 TEMPLATES = PACKAGE_ROOT / "templates"
 EVENTS = ["created", "info_added", "reopened", "agent_reply", "info_needed", "on_hold",
-          "scheduled", "awaiting_acceptance", "closed", "team_notice"]  # fmt: skip
+          "scheduled", "awaiting_acceptance", "closed", "team_notice", "attachment_refused",
+          "reminder", "page"]  # fmt: skip
 
 
 def context(**extra: Any) -> dict[str, Any]:
@@ -26,6 +27,11 @@ def context(**extra: Any) -> dict[str, Any]:
         "team": {"key": "noc", "name": "Network Operations Center (NOC)",
                  "phone": "0174 75 26 90", "address": "noc@vtm.example"},
         "desk": {"sender_name": "VTM Servicedesk", "reopen_days": 14},
+        "support": {"desk_open": True, "next_opening": "", "oncall_phone": ""},
+        "files": [{"name": "offerte.pdf", "size": "30 MB"}],
+        "limits": {"attachment": "20 MB", "message": "25 MB"},
+        "close_on": "2026-12-04 08:30",
+        "customer": "Ziekenhuis West",
     }  # fmt: skip
     ctx.update(extra)
     return ctx
@@ -83,3 +89,21 @@ def test_missing_variable_is_an_error_not_an_empty_string(tmp_path: Path) -> Non
     (tmp_path / "nl" / "_layout.html").write_text("{{ subject }}")
     with pytest.raises(Exception, match="nope"):
         Renderer(tmp_path).render("x", "nl", {})
+
+
+@pytest.mark.parametrize("language", ["nl", "en"])
+def test_outside_office_hours_the_notice_says_when_and_24x7_gets_the_number(
+    renderer: Renderer, language: str
+) -> None:
+    closed = {"desk_open": False, "next_opening": "NEXT", "oncall_phone": ""}
+    text = renderer.render("created", language, context(support=closed)).text
+    assert "NEXT" in text and "085" not in text
+    on_call = {**closed, "oncall_phone": "085 489 09 73"}
+    assert "085 489 09 73" in renderer.render("created", language, context(support=on_call)).text
+
+
+@pytest.mark.parametrize("effect", ["no_answer", "accepted_by_silence"])
+def test_closing_for_silence_says_why(renderer: Renderer, effect: str) -> None:
+    text = renderer.render("closed", "nl", context(effect=effect)).text
+    assert ("geen antwoord" in text) is (effect == "no_answer")
+    assert ("als geaccepteerd" in text) is (effect == "accepted_by_silence")
