@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -157,28 +158,6 @@ async def _close(
     return f"closed ({effect})"
 
 
-async def _close_unanswered(
-    session: AsyncSession, desk: Desk, timer: Timer, ticket: Ticket, now: datetime
-) -> str:
-    return await _close(
-        session, desk, timer, ticket, now, waiting_for=Status.AWAITING_CUSTOMER, effect="no_answer"
-    )
-
-
-async def _close_accepted(
-    session: AsyncSession, desk: Desk, timer: Timer, ticket: Ticket, now: datetime
-) -> str:
-    return await _close(
-        session,
-        desk,
-        timer,
-        ticket,
-        now,
-        waiting_for=Status.AWAITING_ACCEPTANCE,
-        effect="accepted_by_silence",
-    )
-
-
 async def _wake(
     session: AsyncSession, desk: Desk, timer: Timer, ticket: Ticket, now: datetime
 ) -> str:
@@ -211,7 +190,9 @@ ACTIONS: dict[str, Action] = {
     "resolution_warning": _sla_notice,
     "resolution_breach": _sla_notice,
     "customer_reminder": _remind_customer,
-    "customer_close": _close_unanswered,
-    "acceptance_close": _close_accepted,
+    "customer_close": partial(_close, waiting_for=Status.AWAITING_CUSTOMER, effect="no_answer"),
+    "acceptance_close": partial(
+        _close, waiting_for=Status.AWAITING_ACCEPTANCE, effect="accepted_by_silence"
+    ),
     "scheduled_wake": _wake,
 }
