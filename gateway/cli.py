@@ -508,8 +508,9 @@ def ticket_set(
             if category:
                 set_category(session, t, Category(category), by=by, now=now)
             if impact or urgency:
-                set_impact_urgency(
+                await set_impact_urgency(
                     session,
+                    gateway.desk,
                     t,
                     impact=Impact(impact) if impact else None,
                     urgency=Urgency(urgency) if urgency else None,
@@ -517,7 +518,9 @@ def ticket_set(
                     now=now,
                 )
             if priority is not None:
-                override_priority(session, t, priority, reason=reason or "", by=by, now=now)
+                await override_priority(
+                    session, gateway.desk, t, priority, reason=reason or "", by=by, now=now
+                )
             if team:
                 set_team(session, gateway.desk, t, team, by=by, now=now)
             if status:

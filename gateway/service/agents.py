@@ -9,14 +9,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.domain.model import Category, Impact, Status, Urgency
 from gateway.domain.priority import PRIORITIES, priority_for
 from gateway.domain.rules import status_notice
+from gateway.domain.workflow import Actor
 from gateway.service.desk import Desk, TicketError
 from gateway.service.notices import agent_thread, customer_side, notify
+from gateway.service.sla import first_response, refresh_sla
 from gateway.service.tickets import add_article, apply_status, record
 from gateway.store.models import Article, HistoryEntry, Ticket
 
 
-def _agent_status(
+async def _agent_status(
     session: AsyncSession,
+    desk: Desk,
     ticket: Ticket,
     new: Status,
     *,
@@ -32,7 +35,9 @@ def _agent_status(
         ticket.scheduled_for = scheduled_for
     elif new is Status(ticket.status):
         return None
-    return apply_status(session, ticket, new, by=by, now=now, reason=reason)
+    return await apply_status(
+        session, desk, ticket, new, actor=Actor.AGENT, by=by, now=now, reason=reason
+    )
 
 
 async def _tell_customer(
@@ -75,8 +80,8 @@ async def change_status(
     scheduled_for: datetime | None = None,
 ) -> HistoryEntry | None:
     """An agent's status change; the customer is told where PROCESS.md says so."""
-    entry = _agent_status(
-        session, ticket, new, by=by, now=now, reason=reason, scheduled_for=scheduled_for
+    entry = await _agent_status(
+        session, desk, ticket, new, by=by, now=now, reason=reason, scheduled_for=scheduled_for
     )
     if entry is None:
         return None
@@ -122,9 +127,10 @@ async def agent_reply(
         now=now,
     )
     await session.flush()
+    await first_response(session, desk, ticket, now)
     template = "agent_reply"
-    if status is not None and _agent_status(
-        session, ticket, status, by=agent, now=now, scheduled_for=scheduled_for
+    if status is not None and await _agent_status(
+        session, desk, ticket, status, by=agent, now=now, scheduled_for=scheduled_for
     ):
         template = status_notice(status) or "agent_reply"
     message_ids = await _tell_customer(
@@ -144,8 +150,9 @@ def set_category(
         ticket.updated_at = now
 
 
-def set_impact_urgency(
+async def set_impact_urgency(
     session: AsyncSession,
+    desk: Desk,
     ticket: Ticket,
     *,
     impact: Impact | None,
@@ -175,10 +182,18 @@ def set_impact_urgency(
                 reason="impact x urgency",
             )
             ticket.priority = computed
+            await refresh_sla(session, desk, ticket)
 
 
-def override_priority(
-    session: AsyncSession, ticket: Ticket, priority: int, *, reason: str, by: str, now: datetime
+async def override_priority(
+    session: AsyncSession,
+    desk: Desk,
+    ticket: Ticket,
+    priority: int,
+    *,
+    reason: str,
+    by: str,
+    now: datetime,
 ) -> None:
     """An agent's override of the matrix; it needs a reason and is kept in the history."""
     if priority not in PRIORITIES:
@@ -189,6 +204,7 @@ def override_priority(
     ticket.priority = priority
     ticket.priority_overridden = True
     ticket.updated_at = now
+    await refresh_sla(session, desk, ticket)
 
 
 def set_team(

@@ -13,6 +13,7 @@ from gateway.domain.access import Standing, domain_of
 from gateway.domain.model import Status
 from gateway.domain.reference import find_reference
 from gateway.domain.rules import ReplyEffect, customer_reply_outcome
+from gateway.domain.workflow import Actor
 from gateway.mail.parse import ParsedMail
 from gateway.notify.render import human_size
 from gateway.service.attachments import store_attachments
@@ -25,7 +26,7 @@ from gateway.service.organisations import (
     customer_for,
     upsert_contact,
 )
-from gateway.service.sla import refresh_sla, status_changed
+from gateway.service.sla import refresh_sla
 from gateway.service.tickets import (
     add_article,
     add_participants,
@@ -264,11 +265,16 @@ async def _receive(
     participants = add_participants(session, ticket, others, known=participants, exclude=exclude)
     added = article(ticket)
     if outcome.new_status is not None and outcome.new_status is not Status(ticket.status):
-        old_status = Status(ticket.status)
-        apply_status(
-            session, ticket, outcome.new_status, by=mail.sender, now=now, reason=effect.value
+        await apply_status(
+            session,
+            desk,
+            ticket,
+            outcome.new_status,
+            actor=Actor.CUSTOMER,
+            by=mail.sender,
+            now=now,
+            reason=effect.value,
         )
-        await status_changed(session, desk, ticket, old_status, now)
     if effect is ReplyEffect.ACCEPTED:
         event, recipients = "closed", await customer_side(session, ticket, participants)
     elif effect is ReplyEffect.REOPENED:

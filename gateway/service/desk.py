@@ -28,6 +28,10 @@ class UnknownTicket(TicketError):
     pass
 
 
+class StatusRefused(TicketError):
+    """A status change the transition table does not have (the message says which are)."""
+
+
 def _read_key(path: str) -> bytes:
     return Path(path).read_bytes().strip()
 

@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain.model import Status
 from gateway.domain.reference import find_reference, format_reference, strip_reply_prefixes
-from gateway.service.desk import SYSTEM, Desk, UnknownTicket
+from gateway.domain.workflow import Actor, InvalidTransition, check_transition
+from gateway.service.desk import SYSTEM, Desk, StatusRefused, UnknownTicket
+from gateway.service.sla import status_changed
 from gateway.store.db import dialect_insert
 from gateway.store.models import Article, HistoryEntry, Participant, ReferenceCounter, Ticket
 
@@ -128,24 +130,37 @@ def add_article(
     return article
 
 
-def apply_status(
+async def apply_status(
     session: AsyncSession,
+    desk: Desk,
     ticket: Ticket,
     new: Status,
     *,
+    actor: Actor,
     by: str,
     now: datetime,
     reason: str | None = None,
 ) -> HistoryEntry:
-    """Change the status, keep closed_at right and record who did it."""
-    old = ticket.status
+    """The one way a status changes: checked against the transition table, kept in the
+    history with who, when and why, and the SLA clock and timers moved along.
+
+    The same status again is allowed (a scheduled ticket's new date) and recorded.
+    """
+    old = Status(ticket.status)
+    if new is not old:
+        try:
+            check_transition(old, new, actor)
+        except InvalidTransition as exc:
+            raise StatusRefused(f"{ticket.reference}: {exc}") from exc
     ticket.status = new.value
     ticket.updated_at = now
     if new is Status.CLOSED:
         ticket.closed_at = now
     elif ticket.closed_at is not None:
         ticket.closed_at = None
-    return record(session, ticket, "status", old, new.value, by=by, now=now, reason=reason)
+    entry = record(session, ticket, "status", old.value, new.value, by=by, now=now, reason=reason)
+    await status_changed(session, desk, ticket, old, now)
+    return entry
 
 
 def clean_subject(subject: str, prefix: str, language: str) -> str:

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.domain.model import Status
 from gateway.domain.sla import CLOCK_STOPPED
+from gateway.domain.workflow import Actor
 from gateway.service.desk import SYSTEM, Desk
 from gateway.service.notices import agent_thread, customer_side, notify, tell_team
-from gateway.service.sla import status_changed
 from gateway.service.tickets import apply_status
 from gateway.store.models import Ticket, Timer
 
@@ -141,8 +141,9 @@ async def _close(
 ) -> str:
     if Status(ticket.status) is not waiting_for:
         return f"not needed: ticket is {ticket.status}"
-    apply_status(session, ticket, Status.CLOSED, by=SYSTEM, now=now, reason=effect)
-    await status_changed(session, desk, ticket, waiting_for, now)
+    await apply_status(
+        session, desk, ticket, Status.CLOSED, actor=Actor.SYSTEM, by=SYSTEM, now=now, reason=effect
+    )
     await notify(
         session,
         desk,
@@ -163,8 +164,16 @@ async def _wake(
 ) -> str:
     if Status(ticket.status) is not Status.SCHEDULED:
         return f"not needed: ticket is {ticket.status}"
-    apply_status(session, ticket, Status.IN_PROGRESS, by=SYSTEM, now=now, reason="scheduled date")
-    await status_changed(session, desk, ticket, Status.SCHEDULED, now)
+    await apply_status(
+        session,
+        desk,
+        ticket,
+        Status.IN_PROGRESS,
+        actor=Actor.SYSTEM,
+        by=SYSTEM,
+        now=now,
+        reason="scheduled date",
+    )
     text = TEAM_TEXT[desk.settings.desk.language]
     await tell_team(
         session,
