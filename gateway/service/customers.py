@@ -238,6 +238,7 @@ async def _receive(
             language=None if customer.contact is None else customer.contact.language,
             linked_to=linked,
             link_reason=link_reason,
+            first_line=next((line for line in mail.new_text.splitlines() if line.strip()), ""),
         )
         if customer.organisation is not None:
             ticket.organisation_id = customer.organisation.id

@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.domain.model import Status
+from gateway.domain.categories import category_from_mail
+from gateway.domain.model import Category, Status
 from gateway.domain.reference import find_reference, format_reference, strip_reply_prefixes
 from gateway.domain.workflow import Actor, InvalidTransition, check_transition
 from gateway.service.desk import SYSTEM, Desk, StatusRefused, UnknownTicket
@@ -189,12 +190,19 @@ async def open_ticket(
     linked_to: Ticket | None = None,
     link_reason: str | None = None,
     by: str = SYSTEM,
+    first_line: str = "",
 ) -> Ticket:
+    """A new ticket: its reference, cleaned subject, category (named by the customer at
+    the start of the subject or `first_line`, else the team's default) and history."""
     settings = desk.settings
     language = language or settings.desk.language
+    subject = clean_subject(subject, settings.desk.reference_prefix, language)
+    named, subject = category_from_mail(subject, first_line)
+    category = named or (Category(d) if (d := settings.team(team).default_category) else None)
     ticket = Ticket(
         reference=await next_reference(session, settings.desk.reference_prefix.upper(), now.year),
-        subject=clean_subject(subject, settings.desk.reference_prefix, language),
+        subject=subject or clean_subject("", settings.desk.reference_prefix, language),
+        category=None if category is None else category.value,
         status=Status.OPEN.value,
         team=team,
         requester=requester,
@@ -211,4 +219,7 @@ async def open_ticket(
     if linked_to is not None and reason is None:
         reason = f"follow-up of {linked_to.reference}"
     record(session, ticket, "status", None, Status.OPEN.value, by=by, now=now, reason=reason)
+    if category is not None:
+        why = "named by the customer" if named else f"default of team {team}"
+        record(session, ticket, "category", None, category.value, by=by, now=now, reason=why)
     return ticket
