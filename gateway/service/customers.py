@@ -24,7 +24,6 @@ from gateway.service.organisations import (
     Customer,
     HeldForReview,
     customer_for,
-    upsert_contact,
 )
 from gateway.service.sla import refresh_sla
 from gateway.service.tickets import (
@@ -34,7 +33,7 @@ from gateway.service.tickets import (
     open_ticket,
     participants_of,
 )
-from gateway.store.models import Article, Ticket
+from gateway.store.models import Article, Contact, Ticket
 
 
 @dataclass(frozen=True)
@@ -313,14 +312,14 @@ async def _known_customer(
             f"{mail.sender}: no organisation has domain {domain_of(mail.sender)}; held for "
             "review (customers.unknown_domain = hold): import the customer, then reprocess"
         )
-    contact = await upsert_contact(
-        session,
-        mail.sender,
-        now,
-        organisation=customer.organisation,
-        name=mail.sender_name,
+    contact = Contact(
+        address=mail.sender,
+        name=mail.sender_name[:255],
+        organisation_id=None if customer.organisation is None else customer.organisation.id,
         language=desk.settings.desk.language,
+        created_at=now,
     )
+    session.add(contact)
     return Customer(contact=contact, organisation=customer.organisation)
 
 

@@ -29,6 +29,7 @@ from gateway.store.models import Organisation, Ticket, Timer
 
 FIRST_RESPONSE_KINDS = ("first_response_warning", "first_response_breach")
 RESOLUTION_KINDS = ("resolution_warning", "resolution_breach")
+SLA_KINDS = (*FIRST_RESPONSE_KINDS, *RESOLUTION_KINDS)
 SLA_EPISODE = "sla"  # SLA warnings fire once per ticket
 # Timers that belong to a stay in one status; armed when it is entered.
 STATUS_KINDS: dict[Status, tuple[str, ...]] = {
@@ -61,29 +62,34 @@ def _keep(ticket: Ticket, state: ClockState) -> None:
 
 
 async def _arm(
-    session: AsyncSession, ticket: Ticket, kind: str, episode: str, at: datetime | None
+    session: AsyncSession, ticket: Ticket, episode: str, plan: dict[str, datetime | None]
 ) -> None:
-    """Set an unfired timer to `at` (None: take it away); a fired one stays as it is."""
-    if at is None:
+    """Set unfired timers to their moments; take away those planned for None. A fired
+    timer stays as it is. One statement for each half."""
+    gone = [kind for kind, at in plan.items() if at is None]
+    if gone:
         await session.execute(
             delete(Timer).where(
                 Timer.ticket_id == ticket.id,
-                Timer.kind == kind,
+                Timer.kind.in_(gone),
                 Timer.episode == episode,
                 Timer.fired_at.is_(None),
             )
         )
-        return
-    insert = dialect_insert(session)(Timer).values(
-        ticket_id=ticket.id, kind=kind, episode=episode, due_at=at
-    )
-    await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["ticket_id", "kind", "episode"],
-            set_={"due_at": insert.excluded.due_at},
-            where=Timer.fired_at.is_(None),
+    due = [
+        {"ticket_id": ticket.id, "kind": kind, "episode": episode, "due_at": at}
+        for kind, at in plan.items()
+        if at is not None
+    ]
+    if due:
+        insert = dialect_insert(session)(Timer).values(due)
+        await session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["ticket_id", "kind", "episode"],
+                set_={"due_at": insert.excluded.due_at},
+                where=Timer.fired_at.is_(None),
+            )
         )
-    )
 
 
 async def refresh_sla(session: AsyncSession, desk: Desk, ticket: Ticket) -> None:
@@ -94,8 +100,7 @@ async def refresh_sla(session: AsyncSession, desk: Desk, ticket: Ticket) -> None
     if ticket.id is None:
         await session.flush()
     if Status(ticket.status) is Status.CLOSED:
-        for kind in (*FIRST_RESPONSE_KINDS, *RESOLUTION_KINDS):
-            await _arm(session, ticket, kind, SLA_EPISODE, None)
+        await _arm(session, ticket, SLA_EPISODE, dict.fromkeys(SLA_KINDS))
         return
     clock, targets = await sla_of(session, desk, ticket)
     state = clock_state(ticket)
@@ -112,8 +117,7 @@ async def refresh_sla(session: AsyncSession, desk: Desk, ticket: Ticket) -> None
         "resolution_warning": warning(clock, state, targets.resolution, fraction),
         "resolution_breach": ticket.resolution_due,
     }
-    for kind, at in plan.items():
-        await _arm(session, ticket, kind, SLA_EPISODE, at)
+    await _arm(session, ticket, SLA_EPISODE, plan)
 
 
 async def status_changed(
@@ -139,16 +143,16 @@ async def status_changed(
     episode = now.isoformat()
     timers = desk.settings.timers
     calendar = desk.calendar
+    plan: dict[str, datetime | None] = {}
     if new is Status.AWAITING_CUSTOMER:
         remind = calendar.add_working_days(now, timers.reminder_working_days)
-        await _arm(session, ticket, "customer_reminder", episode, remind)
-        close = calendar.add_working_days(remind, timers.close_after_working_days)
-        await _arm(session, ticket, "customer_close", episode, close)
+        plan["customer_reminder"] = remind
+        plan["customer_close"] = calendar.add_working_days(remind, timers.close_after_working_days)
     elif new is Status.AWAITING_ACCEPTANCE:
-        close = calendar.add_working_days(now, timers.acceptance_working_days)
-        await _arm(session, ticket, "acceptance_close", episode, close)
+        plan["acceptance_close"] = calendar.add_working_days(now, timers.acceptance_working_days)
     elif new is Status.SCHEDULED and ticket.scheduled_for is not None:
-        await _arm(session, ticket, "scheduled_wake", episode, ticket.scheduled_for)
+        plan["scheduled_wake"] = ticket.scheduled_for
+    await _arm(session, ticket, episode, plan)
     await refresh_sla(session, desk, ticket)
 
 
@@ -157,5 +161,4 @@ async def first_response(session: AsyncSession, desk: Desk, ticket: Ticket, now:
     if ticket.first_response_at is not None:
         return
     ticket.first_response_at = now
-    for kind in FIRST_RESPONSE_KINDS:
-        await _arm(session, ticket, kind, SLA_EPISODE, None)
+    await _arm(session, ticket, SLA_EPISODE, dict.fromkeys(FIRST_RESPONSE_KINDS))
