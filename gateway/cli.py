@@ -58,10 +58,13 @@ from gateway.service.attachments import attachment_content, ticket_attachments
 from gateway.service.billing import add_time, billing_report, format_minutes, sla_month
 from gateway.service.organisations import (
     ImportSummary,
+    contact_organisation,
+    contact_view,
     domains_of,
     get_organisation,
     import_organisations,
     organisation_record,
+    upsert_contact,
 )
 from gateway.store import migrate as migrations
 from gateway.store.models import Organisation, OutboxMessage, QuarantinedMessage, Ticket
@@ -1064,6 +1067,53 @@ def customers_set(
         f"{view['number']}: {view['contract']}, {view['billing']}, "
         f"domains {' '.join(view['domains']) or '-'}"
     )
+
+
+@customers.command("contact")
+@click.argument("address")
+@click.option("--organisation", "number", help="The customer number the contact belongs to.")
+@click.option("--no-organisation", is_flag=True, help="The contact belongs to none.")
+@click.option("--name", help="The contact's name.")
+@click.option("--language", type=click.Choice(["nl", "en"]), help="Language of notifications.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def customers_contact(
+    ctx: click.Context,
+    address: str,
+    number: str | None,
+    no_organisation: bool,
+    name: str | None,
+    language: str | None,
+    as_json: bool,
+) -> None:
+    """Show a contact, or add or change one (organisation, name, language)."""
+    if number and no_organisation:
+        raise click.UsageError("give --organisation or --no-organisation, not both")
+    address = address.strip().lower()
+    changes = number is not None or no_organisation or name is not None or language is not None
+
+    async def work(gateway: Gateway) -> dict[str, Any]:
+        async with gateway.sessions() as session, session.begin():
+            if changes:
+                if number:
+                    org = await get_organisation(session, number)
+                elif no_organisation:
+                    org = None
+                else:  # as it was; a new contact: its domain's organisation
+                    org = await contact_organisation(session, address)
+                await upsert_contact(
+                    session, address, utc_now(), organisation=org, name=name or "",
+                    language=language,
+                )  # fmt: skip
+                await session.flush()
+            return await contact_view(session, address)
+
+    view = _with_gateway(ctx, work)
+    if as_json:
+        _print_json(view)
+    else:
+        org = view["organisation"] or "no organisation"
+        click.echo(f"{view['address']}  {view['name'] or '-'}  ({view['language']}), {org}")
 
 
 EX_DATAERR = 65  # sysexits.h: the message is refused for good (the MTA bounces it)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -175,3 +176,27 @@ async def customer_for(session: AsyncSession, address: str) -> Customer:
             .where(OrganisationDomain.domain == domain_of(address))
         )
     return Customer(contact=contact, organisation=org)
+
+
+async def contact_organisation(session: AsyncSession, address: str) -> Organisation | None:
+    """The organisation a contact belongs to; for an unknown address, its domain's."""
+    contact = await session.scalar(select(Contact).where(Contact.address == address))
+    if contact is None:
+        return (await customer_for(session, address)).organisation
+    if contact.organisation_id is None:
+        return None
+    return await session.get(Organisation, contact.organisation_id)
+
+
+async def contact_view(session: AsyncSession, address: str) -> dict[str, Any]:
+    """A contact as the CLI shows it; TicketError when there is none."""
+    contact = await session.scalar(select(Contact).where(Contact.address == address))
+    if contact is None:
+        raise TicketError(f"no contact {address} (add one with --organisation or --name)")
+    org = await contact_organisation(session, address)
+    return {
+        "address": contact.address,
+        "name": contact.name,
+        "language": contact.language,
+        "organisation": None if org is None else org.number,
+    }

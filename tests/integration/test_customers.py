@@ -155,3 +155,25 @@ def test_hold_keeps_unknown_domains_for_review_until_the_customer_is_known(
     done = cli(held, "quarantine", "reprocess", str(entry["id"]))
     assert done.exit_code == 0, done.output
     assert ticket(db_url, tmp_path, "VTM-2026-000001")["organisation"]["number"] == "C-4004"
+
+
+def test_contacts_are_shown_added_and_moved_from_the_cli(config: Path) -> None:
+    cli(config, "customers", "import", str(DATA / "vtm_customers.toml"))
+    shown = cli_json(config, "customers", "contact", "OPS@havennoord.example")
+    assert shown == {
+        "address": "ops@havennoord.example",
+        "name": "",
+        "language": "en",
+        "organisation": "C-2002",
+    }
+    added = cli_json(config, "customers", "contact", "kees@zhwest.example", "--name", "Kees")
+    assert (added["organisation"], added["language"]) == ("C-3003", "nl")  # its domain's
+    moved = cli_json(
+        config, "customers", "contact", "kees@zhwest.example", "--organisation", "C-1001",
+        "--language", "en",
+    )  # fmt: skip
+    assert (moved["organisation"], moved["name"], moved["language"]) == ("C-1001", "Kees", "en")
+    alone = cli_json(config, "customers", "contact", "kees@zhwest.example", "--no-organisation")
+    assert alone["organisation"] is None
+    missing = cli(config, "customers", "contact", "nobody@x.example")
+    assert missing.exit_code != 0 and "no contact nobody@x.example" in missing.output

@@ -87,6 +87,7 @@ async def test_silence_brings_a_reminder_then_closing_each_once(
     await set_status(gateway, Status.AWAITING_CUSTOMER, clock.now)  # Monday 09:00
     clock.now = local(2026, 11, 26, 9, 0)  # Thursday: 3 working days
     await fire_timers(gateway)
+    assert await fire_timers(await make_gateway()) == 0  # a restarted daemon: nothing again
     assert (await events(gateway)).count("reminder") == 1
     reminder = next(r for r in await outbox_rows(gateway) if r.event == "reminder")
     assert "2026-12-02 09:00" in reminder.body_text  # 4 working days after the reminder
