@@ -13,8 +13,23 @@ from gateway.domain.workflow import Actor
 from gateway.service.desk import Desk, TicketError
 from gateway.service.notices import agent_thread, customer_side, notify
 from gateway.service.sla import first_response, refresh_sla
-from gateway.service.tickets import add_article, apply_status, record
+from gateway.service.tickets import add_article, apply_status, check_status_change, record
 from gateway.store.models import Article, HistoryEntry, Ticket
+
+
+def check_agent_status(ticket: Ticket, new: Status, scheduled_for: datetime | None) -> None:
+    """Refuse, before anything is written, a status an agent may not set: one the
+    transition table does not allow from here, or scheduled without a date."""
+    check_status_change(ticket, new, Actor.AGENT)
+    if new is Status.SCHEDULED and scheduled_for is None:
+        raise TicketError("status scheduled needs a date (--scheduled-for)")
+
+
+def _changes_nothing(ticket: Ticket, new: Status, scheduled_for: datetime | None) -> bool:
+    """The same status again; for scheduled, the same date too (a new date is a change)."""
+    if new is not Status(ticket.status):
+        return False
+    return new is not Status.SCHEDULED or scheduled_for == ticket.scheduled_for
 
 
 async def _agent_status(
@@ -28,13 +43,23 @@ async def _agent_status(
     reason: str | None = None,
     scheduled_for: datetime | None = None,
 ) -> HistoryEntry | None:
-    """An agent's status change (None when nothing changes); scheduled needs a date."""
-    if new is Status.SCHEDULED:
-        if scheduled_for is None:
-            raise TicketError("status scheduled needs a date (--scheduled-for)")
-        ticket.scheduled_for = scheduled_for
-    elif new is Status(ticket.status):
+    """An agent's status change (None when nothing changes); scheduled needs a date,
+    which is kept in the history beside the status."""
+    check_agent_status(ticket, new, scheduled_for)
+    if _changes_nothing(ticket, new, scheduled_for):
         return None
+    if new is Status.SCHEDULED and scheduled_for != ticket.scheduled_for:
+        record(
+            session,
+            ticket,
+            "scheduled_for",
+            None if ticket.scheduled_for is None else ticket.scheduled_for.isoformat(),
+            None if scheduled_for is None else scheduled_for.isoformat(),
+            by=by,
+            now=now,
+            reason=reason,
+        )
+        ticket.scheduled_for = scheduled_for
     return await apply_status(
         session, desk, ticket, new, actor=Actor.AGENT, by=by, now=now, reason=reason
     )
@@ -116,6 +141,8 @@ async def agent_reply(
     """
     if not body.strip():
         raise TicketError("the reply is empty")
+    if status is not None:
+        check_agent_status(ticket, status, scheduled_for)
     article = add_article(
         session,
         ticket,

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.domain.access import Standing, domain_of
 from gateway.domain.model import Status
 from gateway.domain.reference import find_reference
-from gateway.domain.rules import ReplyEffect, customer_reply_outcome
+from gateway.domain.rules import ReplyEffect, ReplyOutcome, customer_reply_outcome
 from gateway.domain.workflow import Actor
 from gateway.mail.parse import ParsedMail
 from gateway.notify.render import human_size
@@ -129,16 +129,8 @@ async def receive_customer_mail(
     what mail from anyone else naming it does is `access.strangers`. Attachments are
     kept on the article; when some are over the limits, the sender is told.
     """
-    received = await _receive(
-        session,
-        desk,
-        mail,
-        inbound_id=inbound_id,
-        now=now,
-        envelope_recipients=envelope_recipients,
-        suppress_auto_reply=suppress_auto_reply,
-        auth=auth,
-    )
+    incoming = _Incoming(mail, inbound_id, now, envelope_recipients, suppress_auto_reply, auth)
+    received = await _receive(session, desk, incoming)
     if received.article is None or not mail.attachments:
         return received
     refused = await store_attachments(
@@ -154,8 +146,8 @@ async def receive_customer_mail(
             [mail.sender],
             source=f"inbound:{inbound_id}",
             now=now,
-            thread=Thread(in_reply_to=mail.message_id, references=mail.references),
-            suppressed={mail.sender: NO_AUTO_REPLIES} if suppress_auto_reply else None,
+            thread=incoming.thread,
+            suppressed=incoming.held,
             recipient_name=mail.sender_name,
             files=[{"name": a.filename, "size": human_size(a.size)} for a in refused],
             limits={
@@ -166,104 +158,160 @@ async def receive_customer_mail(
     return received
 
 
-async def _receive(
+@dataclass(frozen=True)
+class _Incoming:
+    """A customer's mail on its way through the rules, with what came with it."""
+
+    mail: ParsedMail
+    inbound_id: int
+    now: datetime
+    envelope_recipients: Iterable[str]
+    suppress_auto_reply: bool
+    auth: str | None
+
+    @property
+    def source(self) -> str:
+        return f"inbound:{self.inbound_id}"
+
+    @property
+    def thread(self) -> Thread:
+        return Thread(in_reply_to=self.mail.message_id, references=self.mail.references)
+
+    @property
+    def held(self) -> dict[str, str] | None:
+        """The sender's automatic answers held back, when they asked for none."""
+        return {self.mail.sender: NO_AUTO_REPLIES} if self.suppress_auto_reply else None
+
+    def others(self, exclude: set[str]) -> list[str]:
+        """Everyone in To and Cc but the sender and the desk: participants."""
+        mail = self.mail
+        return [a for a in (*mail.to, *mail.cc) if a not in exclude and a != mail.sender]
+
+    def article(
+        self, session: AsyncSession, ticket: Ticket, kind: str = "customer", public: bool = True
+    ) -> Article:
+        mail = self.mail
+        article = add_article(
+            session,
+            ticket,
+            direction="in",
+            author=mail.sender,
+            kind=kind,
+            public=public,
+            subject=mail.subject,
+            body=mail.new_text,
+            full_body=mail.text,
+            now=self.now,
+            message_id=mail.message_id,
+            inbound_id=self.inbound_id,
+        )
+        article.auth = self.auth
+        return article
+
+
+async def _receive(session: AsyncSession, desk: Desk, incoming: _Incoming) -> Received:
+    mail = incoming.mail
+    ticket = await match_ticket(session, desk, mail)
+    if ticket is None:
+        return await _new_ticket(session, desk, incoming)
+    participants = await participants_of(session, ticket)
+    standing = desk.access.standing(mail.sender, ticket.requester, participants)
+    if standing is None:
+        policy = desk.settings.access.strangers
+        if policy == "internal_note":
+            note = incoming.article(session, ticket, "stranger", public=False)
+            return Received(ticket, "article", "stranger_note", article=note)
+        if policy == "ignore":
+            return Received(ticket, "ignored", "stranger")
+        # A reference is not a key: a stranger's mail becomes a ticket of its own,
+        # linked for the agents; the stranger learns nothing about the other ticket.
+        reason = f"from {mail.sender}, who is not on {ticket.reference}"
+        return await _new_ticket(session, desk, incoming, linked=ticket, link_reason=reason)
+    if standing is Standing.AGENT:
+        # An agent's copy (CC or BCC to the desk) of what they wrote: kept on the
+        # ticket, no status change, nobody told (the recipients have the mail).
+        copy = incoming.article(session, ticket, "agent")
+        return Received(ticket, "article", "agent", article=copy)
+    outcome = customer_reply_outcome(
+        Status(ticket.status),
+        mail.new_text,  # the quoted question must not count as the answer
+        closed_at=ticket.closed_at,
+        now=incoming.now,
+        reopen_window=timedelta(days=desk.settings.desk.reopen_days),
+    )
+    if outcome.effect is ReplyEffect.NEW_TICKET:
+        return await _new_ticket(session, desk, incoming, linked=ticket)
+    return await _follow_up(session, desk, incoming, ticket, participants, outcome)
+
+
+async def _new_ticket(
     session: AsyncSession,
     desk: Desk,
-    mail: ParsedMail,
+    incoming: _Incoming,
     *,
-    inbound_id: int,
-    now: datetime,
-    envelope_recipients: Iterable[str],
-    suppress_auto_reply: bool,
-    auth: str | None,
+    linked: Ticket | None = None,
+    link_reason: str | None = None,
 ) -> Received:
-    settings = desk.settings
-    exclude = settings.desk_addresses
-    others = [a for a in (*mail.to, *mail.cc) if a not in exclude and a != mail.sender]
-    thread = Thread(in_reply_to=mail.message_id, references=mail.references)
-    subject = mail.subject or ""
-    held = {mail.sender: NO_AUTO_REPLIES} if suppress_auto_reply else None
-    source = f"inbound:{inbound_id}"
+    """A new ticket for the mail (linked to the one it named, if any), its customer,
+    SLA, participants and article; the customer told, the on-call paged if need be."""
+    mail, now = incoming.mail, incoming.now
+    exclude = desk.settings.desk_addresses
+    customer = await _known_customer(session, desk, mail, now)
+    if linked is not None:
+        team = linked.team
+    else:
+        team = team_for_mail(desk, mail, incoming.envelope_recipients)
+    ticket = await open_ticket(
+        session,
+        desk,
+        subject=mail.subject or "",
+        requester=mail.sender,
+        team=team,
+        now=now,
+        language=None if customer.contact is None else customer.contact.language,
+        linked_to=linked,
+        link_reason=link_reason,
+        first_line=next((line for line in mail.new_text.splitlines() if line.strip()), ""),
+    )
+    if customer.organisation is not None:
+        ticket.organisation_id = customer.organisation.id
+    await refresh_sla(session, desk, ticket)
+    add_participants(session, ticket, incoming.others(exclude), known=[], exclude=exclude)
+    created = incoming.article(session, ticket)
+    await notify(
+        session,
+        desk,
+        ticket,
+        "created",
+        [ticket.requester],
+        source=incoming.source,
+        now=now,
+        thread=incoming.thread,
+        suppressed=incoming.held,
+        recipient_name=mail.sender_name,
+        support=support_context(desk, customer.organisation, now, ticket.language),
+    )
+    await page_if_urgent(session, desk, ticket, customer.organisation, mail, now)
+    reason = None if link_reason is None else "stranger"
+    return Received(ticket, "ticket", reason, article=created)
 
-    def article(ticket: Ticket, kind: str = "customer", public: bool = True) -> Article:
-        return _customer_article(session, ticket, mail, inbound_id, now, kind, public, auth)
 
-    ticket = await match_ticket(session, desk, mail)
-    linked: Ticket | None = None
-    link_reason = None
-    effect: ReplyEffect | None = None
-    participants: list[str] = []
-    if ticket is not None:
-        participants = await participants_of(session, ticket)
-        standing = desk.access.standing(mail.sender, ticket.requester, participants)
-        if standing is None:
-            policy = settings.access.strangers
-            if policy == "internal_note":
-                return Received(
-                    ticket, "article", "stranger_note", article=article(ticket, "stranger", False)
-                )
-            if policy == "ignore":
-                return Received(ticket, "ignored", "stranger")
-            # A reference is not a key: a stranger's mail becomes a ticket of its own,
-            # linked for the agents; the stranger learns nothing about the other ticket.
-            linked, ticket = ticket, None
-            link_reason = f"from {mail.sender}, who is not on {linked.reference}"
-        elif standing is Standing.AGENT:
-            # An agent's copy (CC or BCC to the desk) of what they wrote: kept on the
-            # ticket, no status change, nobody told (the recipients have the mail).
-            return Received(ticket, "article", "agent", article=article(ticket, "agent"))
-    if ticket is not None:
-        outcome = customer_reply_outcome(
-            Status(ticket.status),
-            mail.new_text,  # the quoted question must not count as the answer
-            closed_at=ticket.closed_at,
-            now=now,
-            reopen_window=timedelta(days=settings.desk.reopen_days),
-        )
-        effect = outcome.effect
-        if effect is ReplyEffect.NEW_TICKET:
-            linked, ticket = ticket, None
-
-    if ticket is None:
-        customer = await _known_customer(session, desk, mail, now)
-        team = linked.team if linked is not None else team_for_mail(desk, mail, envelope_recipients)
-        ticket = await open_ticket(
-            session,
-            desk,
-            subject=subject,
-            requester=mail.sender,
-            team=team,
-            now=now,
-            language=None if customer.contact is None else customer.contact.language,
-            linked_to=linked,
-            link_reason=link_reason,
-            first_line=next((line for line in mail.new_text.splitlines() if line.strip()), ""),
-        )
-        if customer.organisation is not None:
-            ticket.organisation_id = customer.organisation.id
-        await refresh_sla(session, desk, ticket)
-        add_participants(session, ticket, others, known=[], exclude=exclude)
-        created = article(ticket)
-        await notify(
-            session,
-            desk,
-            ticket,
-            "created",
-            [ticket.requester],
-            source=source,
-            now=now,
-            thread=thread,
-            suppressed=held,
-            recipient_name=mail.sender_name,
-            support=support_context(desk, customer.organisation, now, ticket.language),
-        )
-        await page_if_urgent(session, desk, ticket, customer.organisation, mail, now)
-        reason = None if link_reason is None else "stranger"
-        return Received(ticket, "ticket", reason, article=created)
-
-    assert effect is not None
-    participants = add_participants(session, ticket, others, known=participants, exclude=exclude)
-    added = article(ticket)
+async def _follow_up(
+    session: AsyncSession,
+    desk: Desk,
+    incoming: _Incoming,
+    ticket: Ticket,
+    participants: list[str],
+    outcome: ReplyOutcome,
+) -> Received:
+    """A mail from someone on the ticket: its article, the status change PROCESS.md
+    gives it, the answer to the sender (or everyone, when closed) and the team notice."""
+    mail, now, effect = incoming.mail, incoming.now, outcome.effect
+    exclude = desk.settings.desk_addresses
+    participants = add_participants(
+        session, ticket, incoming.others(exclude), known=participants, exclude=exclude
+    )
+    added = incoming.article(session, ticket)
     if outcome.new_status is not None and outcome.new_status is not Status(ticket.status):
         await apply_status(
             session,
@@ -287,14 +335,14 @@ async def _receive(
         ticket,
         event,
         recipients,
-        source=source,
+        source=incoming.source,
         now=now,
-        thread=thread,
-        suppressed=held,
+        thread=incoming.thread,
+        suppressed=incoming.held,
         recipient_name="" if event == "closed" else mail.sender_name,
         effect=effect.value,
     )
-    await notify_team(session, desk, ticket, effect, mail, source=source, now=now)
+    await notify_team(session, desk, ticket, effect, mail, source=incoming.source, now=now)
     return Received(ticket, "article", effect.value, effect=effect, article=added)
 
 
@@ -335,33 +383,6 @@ async def receive_auto_reply(
     participants = await participants_of(session, ticket)
     if desk.access.standing(mail.sender, ticket.requester, participants) is None:
         return None
-    _customer_article(session, ticket, mail, inbound_id, now, "auto_reply", False, None)
+    incoming = _Incoming(mail, inbound_id, now, (), suppress_auto_reply=False, auth=None)
+    incoming.article(session, ticket, "auto_reply", public=False)
     return ticket
-
-
-def _customer_article(
-    session: AsyncSession,
-    ticket: Ticket,
-    mail: ParsedMail,
-    inbound_id: int,
-    now: datetime,
-    kind: str,
-    public: bool,
-    auth: str | None,
-) -> Article:
-    article = add_article(
-        session,
-        ticket,
-        direction="in",
-        author=mail.sender,
-        kind=kind,
-        public=public,
-        subject=mail.subject,
-        body=mail.new_text,
-        full_body=mail.text,
-        now=now,
-        message_id=mail.message_id,
-        inbound_id=inbound_id,
-    )
-    article.auth = auth
-    return article

@@ -131,6 +131,18 @@ def add_article(
     return article
 
 
+def check_status_change(ticket: Ticket, new: Status, actor: Actor) -> None:
+    """Refuse (StatusRefused, naming the ticket and the statuses allowed) a change the
+    transition table does not give `actor`; the same status again always passes."""
+    old = Status(ticket.status)
+    if new is old:
+        return
+    try:
+        check_transition(old, new, actor)
+    except InvalidTransition as exc:
+        raise StatusRefused(f"{ticket.reference}: {exc}") from exc
+
+
 async def apply_status(
     session: AsyncSession,
     desk: Desk,
@@ -147,12 +159,8 @@ async def apply_status(
 
     The same status again is allowed (a scheduled ticket's new date) and recorded.
     """
+    check_status_change(ticket, new, actor)
     old = Status(ticket.status)
-    if new is not old:
-        try:
-            check_transition(old, new, actor)
-        except InvalidTransition as exc:
-            raise StatusRefused(f"{ticket.reference}: {exc}") from exc
     ticket.status = new.value
     ticket.updated_at = now
     if new is Status.CLOSED:
