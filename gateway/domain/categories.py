@@ -23,7 +23,8 @@ WORDS: dict[Category, tuple[str, ...]] = {
 _BY_WORD = {word: category for category, words in WORDS.items() for word in words}
 _LEAD = re.compile(
     r"^\s*(?P<word>" + "|".join(sorted(map(re.escape, _BY_WORD), key=len, reverse=True)) + r")"
-    r"\s*(?::|-|–)\s*(?P<rest>.*)$",
+    # A dash only separates with a space after it: "Storing - router", not "Incident-nummer".
+    r"(?:\s*:|\s*[-–](?=\s|$))\s*(?P<rest>.*)$",
     re.IGNORECASE | re.DOTALL,
 )
 

@@ -19,6 +19,9 @@ from gateway.domain.model import Category
         ("Incidentele vraag over de factuur", None, "Incidentele vraag over de factuur"),
         ("Storing", None, "Storing"),  # no colon: the subject itself
         ("Een vraag: over de factuur", None, "Een vraag: over de factuur"),
+        ("Incident-nummer 123 van KPN", None, "Incident-nummer 123 van KPN"),
+        ("Request-ID 5531 ontbreekt", None, "Request-ID 5531 ontbreekt"),
+        ("Vraag-en-antwoord sessie", None, "Vraag-en-antwoord sessie"),
     ],
 )
 def test_a_leading_word_with_a_colon_names_the_category(
