@@ -227,7 +227,7 @@ def migrate(ctx: click.Context) -> None:
 )
 @click.pass_context
 def run(ctx: click.Context, once: bool) -> None:
-    """Run the daemon (mailboxes, listeners, outbox relay) until SIGTERM/SIGINT."""
+    """Run the daemon (mailboxes, listeners, outbox relay, timers) until SIGTERM/SIGINT."""
     settings = _settings(ctx)
     _setup_logging(settings)
 
