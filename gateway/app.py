@@ -212,6 +212,44 @@ def sd_notify(state: str) -> None:
         sock.sendall(state.encode())
 
 
+STATUS_SECONDS = 10.0
+
+
+def status_line(gateway: Gateway) -> str:
+    """What the daemon did since it started, for `systemctl status`."""
+    counts = gateway.pipeline.counts
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+    totals = gateway.relay.totals
+    taken = f"taken in {sum(counts.values())}" + (f" ({kinds})" if kinds else "")
+    return f"{taken}; notifications sent {totals.sent}, failed {totals.failed}"
+
+
+def watchdog_interval() -> float | None:
+    """Half the watchdog time systemd gave us (WatchdogSec=), or None without one."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2_000_000
+
+
+async def _systemd_loop(gateway: Gateway, stop: asyncio.Event) -> None:
+    """WATCHDOG=1 from the event loop itself (a blocked loop stops it, and systemd
+    restarts the daemon) and a STATUS= line with the counts, until stopped."""
+    watchdog = watchdog_interval()
+    interval = STATUS_SECONDS if watchdog is None else min(watchdog, STATUS_SECONDS)
+    last_status = ""
+    while not stop.is_set():
+        status = status_line(gateway)
+        if watchdog is not None:
+            sd_notify("WATCHDOG=1")
+        if status != last_status:
+            sd_notify(f"STATUS={status}")
+            last_status = status
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
 async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
     """The daemon: listeners, mailbox readers and the relay until `stop` is set.
 
@@ -229,6 +267,7 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
     relay = asyncio.create_task(_relay_loop(gateway, stop), name="relay")
     timers = asyncio.create_task(_timer_loop(gateway, stop), name="timers")
     sd_notify("READY=1")
+    systemd = asyncio.create_task(_systemd_loop(gateway, stop), name="systemd")
     log.info(
         "ticket-gateway running: %d mailbox(es), %d listener(s), outbound %s",
         len(gateway.mailboxes),
@@ -243,7 +282,7 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
 
     async def wind_down() -> None:
         await asyncio.gather(*(listener.stop() for listener in gateway.listeners))
-        await asyncio.gather(*readers, relay, timers)
+        await asyncio.gather(*readers, relay, timers, systemd)
         # Flush: notifications the last messages queued, as far as time allows.
         stats = await gateway.relay.send_due(until=deadline)
         left = await gateway.relay.pending_count()
@@ -255,9 +294,9 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
     except TimeoutError:
         log.warning("stopping: shutdown time is up; cancelling what is still running")
         winding.cancel()
-        for task in (*readers, relay, timers):
+        for task in (*readers, relay, timers, systemd):
             task.cancel()
-        await asyncio.gather(winding, *readers, relay, timers, return_exceptions=True)
+        await asyncio.gather(winding, *readers, relay, timers, systemd, return_exceptions=True)
         gateway.relay.abort()  # no QUIT on a connection that may be mid-transaction
     await gateway.relay.close()
 

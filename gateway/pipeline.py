@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,6 +172,7 @@ class Pipeline:
         self._desk = desk
         self._clock = clock
         self._on_commit = on_commit or (lambda: None)
+        self.counts: Counter[str] = Counter()  # outcomes since start, for STATUS=
 
     async def ingest(
         self,
@@ -198,6 +200,7 @@ class Pipeline:
             outcome = await self._quarantine(
                 raw, digest, source, failure.stage, failure.error, ack=ack
             )
+        self.counts[outcome.kind] += 1
         self._on_commit()
         return outcome
 
