@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.service import participants_of
 from gateway.service.attachments import ticket_attachments
-from gateway.service.organisations import domains_of
+from gateway.service.organisations import domains_of, own_targets
 from gateway.store.models import (
     Article,
     Attachment,
@@ -201,7 +201,7 @@ def organisation_view(
         "billing": org.billing,
         "included_hours": org.included_minutes / 60,
         "submission_fee": org.submission_fee_cents / 100,
-        "sla_targets": None if org.sla_targets is None else json.loads(org.sla_targets),
+        "sla_targets": own_targets(org),
         "domains": domains,
         "updated_at": iso(org.updated_at),
     }

@@ -33,6 +33,12 @@ class ImportSummary:
     domains: int = 0
 
 
+def own_targets(org: Organisation) -> dict[str, list[float]] | None:
+    """The organisation's own SLA targets: priority ("1".."5") -> [first response hours,
+    resolution hours]; None: the desk's defaults."""
+    return json.loads(org.sla_targets) if org.sla_targets else None
+
+
 def _targets_json(record: OrganisationRecord) -> str | None:
     if not record.sla_targets:
         return None
@@ -117,7 +123,7 @@ async def upsert_contact(
 
 def organisation_record(org: Organisation, domains: list[str]) -> OrganisationRecord:
     """The organisation as a record (without contacts), e.g. to edit and import again."""
-    targets = json.loads(org.sla_targets) if org.sla_targets else {}
+    targets = own_targets(org) or {}
     return OrganisationRecord.model_validate(
         {
             "number": org.number,

@@ -7,7 +7,6 @@ timers never disagree with the ticket.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
@@ -24,6 +23,7 @@ from gateway.domain.sla import (
     warning,
 )
 from gateway.service.desk import Desk
+from gateway.service.organisations import own_targets
 from gateway.store.db import dialect_insert
 from gateway.store.models import Organisation, Ticket, Timer
 
@@ -45,7 +45,7 @@ async def sla_of(session: AsyncSession, desk: Desk, ticket: Ticket) -> tuple[Sla
     if ticket.organisation_id is not None:
         org = await session.get(Organisation, ticket.organisation_id)
     contract = "none" if org is None else org.contract
-    own = json.loads(org.sla_targets) if org is not None and org.sla_targets else None
+    own = None if org is None else own_targets(org)
     targets = targets_for(desk.settings.sla.rules(), contract, ticket.priority, own)
     return SlaClock(desk.calendar, targets.business_hours), targets
 
@@ -102,7 +102,13 @@ async def refresh_sla(session: AsyncSession, desk: Desk, ticket: Ticket) -> None
     if Status(ticket.status) is Status.CLOSED:
         await _arm(session, ticket, SLA_EPISODE, dict.fromkeys(SLA_KINDS))
         return
-    clock, targets = await sla_of(session, desk, ticket)
+    await _plan_sla(session, desk, ticket, *await sla_of(session, desk, ticket))
+
+
+async def _plan_sla(
+    session: AsyncSession, desk: Desk, ticket: Ticket, clock: SlaClock, targets: Targets
+) -> None:
+    """Due times and SLA timers of a ticket that is not closed, from its clock."""
     state = clock_state(ticket)
     fraction = desk.settings.sla.warn_fraction
     answered = ticket.first_response_at is not None
@@ -126,20 +132,21 @@ async def status_changed(
     """Stop or run the clock for the new status; its own timers armed, the old ones'
     taken away; due times refreshed."""
     new = Status(ticket.status)
-    clock, _ = await sla_of(session, desk, ticket)
+    clock, targets = await sla_of(session, desk, ticket)
     state = clock_state(ticket)
     if new in CLOCK_STOPPED or new is Status.CLOSED:
         state = state.stop(now)
     else:
         state = state.resume(clock, now)
     _keep(ticket, state)
-    if old is not None:
-        for kind in STATUS_KINDS.get(old, ()):
-            await session.execute(
-                delete(Timer).where(
-                    Timer.ticket_id == ticket.id, Timer.kind == kind, Timer.fired_at.is_(None)
-                )
+    if old is not None and old in STATUS_KINDS:
+        await session.execute(
+            delete(Timer).where(
+                Timer.ticket_id == ticket.id,
+                Timer.kind.in_(STATUS_KINDS[old]),
+                Timer.fired_at.is_(None),
             )
+        )
     episode = now.isoformat()
     timers = desk.settings.timers
     calendar = desk.calendar
@@ -153,7 +160,10 @@ async def status_changed(
     elif new is Status.SCHEDULED and ticket.scheduled_for is not None:
         plan["scheduled_wake"] = ticket.scheduled_for
     await _arm(session, ticket, episode, plan)
-    await refresh_sla(session, desk, ticket)
+    if new is Status.CLOSED:
+        await _arm(session, ticket, SLA_EPISODE, dict.fromkeys(SLA_KINDS))
+    else:
+        await _plan_sla(session, desk, ticket, clock, targets)
 
 
 async def first_response(session: AsyncSession, desk: Desk, ticket: Ticket, now: datetime) -> None:
