@@ -223,8 +223,3 @@ def classify(
     )
     suppress = _asks_no_auto_reply(mail)
     return Verdict(reason=reason, auto_reply=auto_reply, suppress_auto_reply=suppress)
-
-
-def ignore_reason(mail: ParsedMail, desk_addresses: Collection[str], loop_token: str) -> str | None:
-    """`classify(...).reason` with the default policy; kept for callers not yet on classify."""
-    return classify(mail, desk_addresses=desk_addresses, loop_token=loop_token).reason

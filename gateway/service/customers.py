@@ -50,10 +50,6 @@ class Received:
     effect: ReplyEffect | None = None
     article: Article | None = None
 
-    @property
-    def created(self) -> bool:
-        return self.outcome == "ticket"
-
 
 def team_for_mail(desk: Desk, mail: ParsedMail, envelope_recipients: Iterable[str]) -> str:
     """The team whose desk address the mail was sent to; the default team otherwise."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from gateway.mail.classify import ListPolicy, Verdict, classify, ignore_reason
+from gateway.mail.classify import ListPolicy, Verdict, classify
 from gateway.mail.parse import ParsedMail, parse_mail
 from gateway.mail.text import UnparseableMail
 from tests.support.mails import make_mail
@@ -238,9 +238,9 @@ def test_a_null_return_path_alone_is_ignored_but_not_an_auto_reply() -> None:
     assert verdict_of(mail_with(**{"Return-Path": "< >"})) == Verdict("empty_return_path")
 
 
-def test_ignore_reason_keeps_its_old_signature_for_the_pipeline() -> None:
-    assert ignore_reason(mail_with(Precedence="bulk"), DESK, TOKEN) == "bulk_precedence"
-    assert ignore_reason(mail_with(), DESK, TOKEN) is None
+def test_bulk_precedence_is_ignored_and_plain_mail_is_not() -> None:
+    assert verdict_of(mail_with(Precedence="bulk")).reason == "bulk_precedence"
+    assert verdict_of(mail_with()).reason is None
 
 
 SAMPLES = [(AUTOREPLIES / f"{name}.eml").read_bytes() for name in CASES]

@@ -1,8 +1,8 @@
 import pytest
 
-from gateway.mail.classify import ignore_reason
+from gateway.mail.classify import classify
 from gateway.mail.html import html_to_text
-from gateway.mail.parse import parse_mail
+from gateway.mail.parse import ParsedMail, parse_mail
 from gateway.mail.text import UnparseableMail, message_ids
 from tests.support.mails import make_mail
 
@@ -58,6 +58,10 @@ def test_message_ids_are_read_without_brackets() -> None:
     assert message_ids(None) == ()
 
 
+def reason_of(mail: ParsedMail) -> str | None:
+    return classify(mail, desk_addresses=DESK, loop_token="servicedesk@vtm.example").reason
+
+
 @pytest.mark.parametrize(
     ("headers", "reason"),
     [
@@ -70,19 +74,19 @@ def test_message_ids_are_read_without_brackets() -> None:
 )
 def test_auto_replies_and_our_own_mail_are_ignored(headers: dict[str, str], reason: str) -> None:
     mail = parse_mail(make_mail(headers=headers))
-    assert ignore_reason(mail, DESK, "servicedesk@vtm.example") == reason
+    assert reason_of(mail) == reason
 
 
 def test_mail_from_a_desk_address_and_bounces_are_ignored() -> None:
     own = parse_mail(make_mail(sender="noc@vtm.example"))
-    assert ignore_reason(own, DESK, "servicedesk@vtm.example") == "from_desk_address"
+    assert reason_of(own) == "from_desk_address"
     bounce = parse_mail(make_mail(sender="MAILER-DAEMON@mx.klant.example"))
-    assert ignore_reason(bounce, DESK, "servicedesk@vtm.example") == "bounce"
+    assert reason_of(bounce) == "bounce"
 
 
 def test_ordinary_mail_and_auto_submitted_no_are_not_ignored() -> None:
     mail = parse_mail(make_mail(headers={"Auto-Submitted": "no"}))
-    assert ignore_reason(mail, DESK, "servicedesk@vtm.example") is None
+    assert reason_of(mail) is None
 
 
 def test_eight_bit_bytes_in_headers_are_decoded_not_fatal() -> None:
