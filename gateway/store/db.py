@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from gateway.store.sqlite_inline import async_creator
+
 SQLITE_BUSY_TIMEOUT_S = 30
 
 
@@ -50,7 +52,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for the configured URL, with SQLite set up for a daemon + CLI."""
     if is_sqlite(url):
         _prepare_sqlite_file(url)
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs)
+        database = make_url(url).database or ":memory:"
+        engine = create_async_engine(
+            url, async_creator=async_creator(database, SQLITE_BUSY_TIMEOUT_S), **kwargs
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
