@@ -25,7 +25,6 @@ from gateway.service.organisations import (
     HeldForReview,
     customer_for,
 )
-from gateway.service.sla import refresh_sla
 from gateway.service.tickets import (
     add_article,
     add_participants,
@@ -268,10 +267,8 @@ async def _new_ticket(
         linked_to=linked,
         link_reason=link_reason,
         first_line=next((line for line in mail.new_text.splitlines() if line.strip()), ""),
+        organisation=customer.organisation,
     )
-    if customer.organisation is not None:
-        ticket.organisation_id = customer.organisation.id
-    await refresh_sla(session, desk, ticket)
     add_participants(session, ticket, incoming.others(exclude), known=[], exclude=exclude)
     created = incoming.article(session, ticket)
     await notify(
@@ -284,6 +281,7 @@ async def _new_ticket(
         now=now,
         thread=incoming.thread,
         suppressed=incoming.held,
+        first=True,
         recipient_name=mail.sender_name,
         support=support_context(desk, customer.organisation, now, ticket.language),
     )

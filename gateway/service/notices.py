@@ -68,19 +68,26 @@ AUTO_REPLIED = "auto-replied"  # an automatic answer to incoming mail: rate-limi
 
 
 async def _over_limits(
-    session: AsyncSession, desk: Desk, ticket: Ticket, recipients: list[str], now: datetime
+    session: AsyncSession,
+    desk: Desk,
+    ticket: Ticket,
+    recipients: list[str],
+    now: datetime,
+    *,
+    first: bool = False,
 ) -> dict[str, str]:
     """Recipients whose automatic answer would pass a limit, and which limit.
 
     Counted: automatic answers written (not suppressed) in the windows; each new one
-    counts against the limits of those after it.
+    counts against the limits of those after it. The `first` notice of a new ticket
+    has nothing to count on the ticket.
     """
     limits = desk.settings.limits
     base = select(func.count()).where(
         OutboxMessage.auto_submitted == AUTO_REPLIED, OutboxMessage.state != "suppressed"
     )
     ten_minutes = hour = 0
-    if limits.per_ticket_10_minutes or limits.per_ticket_hour:
+    if not first and (limits.per_ticket_10_minutes or limits.per_ticket_hour):
         recent = (
             await session.execute(
                 base.add_columns(
@@ -139,12 +146,14 @@ async def notify(
     language: str | None = None,
     auto_submitted: str = AUTO_REPLIED,
     suppressed: dict[str, str] | None = None,
+    first: bool = False,
     **context: Any,
 ) -> list[str]:
     """Write one outbox row per recipient; returns the new rows' Message-IDs.
 
     Automatic answers over a rate limit, and those in `suppressed` (recipient ->
-    reason), are written as `suppressed` rows with the reason, never sent.
+    reason), are written as `suppressed` rows with the reason, never sent. `first`:
+    the notice of a ticket made in this transaction (no per-ticket count needed).
     """
     language = language or ticket.language
     team = desk.settings.team(ticket.team)
@@ -158,7 +167,7 @@ async def notify(
     held = dict(suppressed or {})
     if auto_submitted == AUTO_REPLIED:
         limited = [r for r in wanted if r not in held]
-        held.update(await _over_limits(session, desk, ticket, limited, now))
+        held.update(await _over_limits(session, desk, ticket, limited, now, first=first))
     rows = [
         {
             "ticket_id": ticket.id,
@@ -184,13 +193,14 @@ async def notify(
     if not rows:
         return []
     # The same event from the same source is written once, however often it is decided.
+    # Rows as parameters, not in the statement: the compiled form is then cached.
+    table = OutboxMessage.__table__
     stmt = (
-        dialect_insert(session)(OutboxMessage)
-        .values(rows)
+        dialect_insert(session)(table)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(OutboxMessage.message_id)
+        .returning(table.c.message_id)
     )
-    return list((await session.scalars(stmt)).all())
+    return list((await session.execute(stmt, rows)).scalars())
 
 
 async def customer_side(

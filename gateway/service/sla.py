@@ -44,6 +44,10 @@ async def sla_of(session: AsyncSession, desk: Desk, ticket: Ticket) -> tuple[Sla
     org = None
     if ticket.organisation_id is not None:
         org = await session.get(Organisation, ticket.organisation_id)
+    return _sla(desk, ticket, org)
+
+
+def _sla(desk: Desk, ticket: Ticket, org: Organisation | None) -> tuple[SlaClock, Targets]:
     contract = "none" if org is None else org.contract
     own = None if org is None else own_targets(org)
     targets = targets_for(desk.settings.sla.rules(), contract, ticket.priority, own)
@@ -62,12 +66,18 @@ def _keep(ticket: Ticket, state: ClockState) -> None:
 
 
 async def _arm(
-    session: AsyncSession, ticket: Ticket, episode: str, plan: dict[str, datetime | None]
+    session: AsyncSession,
+    ticket: Ticket,
+    episode: str,
+    plan: dict[str, datetime | None],
+    *,
+    fresh: bool = False,
 ) -> None:
-    """Set unfired timers to their moments; take away those planned for None. A fired
-    timer stays as it is. One statement for each half."""
+    """Set unfired timers to their moments; take away those planned for None (none to
+    take away on a `fresh` ticket). A fired timer stays as it is. One statement for
+    each half."""
     gone = [kind for kind, at in plan.items() if at is None]
-    if gone:
+    if gone and not fresh:
         await session.execute(
             delete(Timer).where(
                 Timer.ticket_id == ticket.id,
@@ -82,13 +92,16 @@ async def _arm(
         if at is not None
     ]
     if due:
-        insert = dialect_insert(session)(Timer).values(due)
+        # Rows as parameters, not in the statement: the compiled form is then cached.
+        table = Timer.__table__
+        insert = dialect_insert(session)(table)
         await session.execute(
             insert.on_conflict_do_update(
                 index_elements=["ticket_id", "kind", "episode"],
                 set_={"due_at": insert.excluded.due_at},
-                where=Timer.fired_at.is_(None),
-            )
+                where=table.c.fired_at.is_(None),
+            ),
+            due,
         )
 
 
@@ -105,10 +118,28 @@ async def refresh_sla(session: AsyncSession, desk: Desk, ticket: Ticket) -> None
     await _plan_sla(session, desk, ticket, *await sla_of(session, desk, ticket))
 
 
+async def start_clock(
+    session: AsyncSession, desk: Desk, ticket: Ticket, organisation: Organisation | None
+) -> None:
+    """A new ticket, not yet written: its due times are set before its row is written
+    (one INSERT, no UPDATE after), its SLA timers armed once it has an id."""
+    plan = _plan(desk, ticket, *_sla(desk, ticket, organisation))
+    session.add(ticket)
+    await session.flush()
+    await _arm(session, ticket, SLA_EPISODE, plan, fresh=True)
+
+
 async def _plan_sla(
     session: AsyncSession, desk: Desk, ticket: Ticket, clock: SlaClock, targets: Targets
 ) -> None:
     """Due times and SLA timers of a ticket that is not closed, from its clock."""
+    await _arm(session, ticket, SLA_EPISODE, _plan(desk, ticket, clock, targets))
+
+
+def _plan(
+    desk: Desk, ticket: Ticket, clock: SlaClock, targets: Targets
+) -> dict[str, datetime | None]:
+    """Set the due times of a ticket that is not closed; its SLA timers' moments."""
     state = clock_state(ticket)
     fraction = desk.settings.sla.warn_fraction
     answered = ticket.first_response_at is not None
@@ -123,7 +154,7 @@ async def _plan_sla(
         "resolution_warning": warning(clock, state, targets.resolution, fraction),
         "resolution_breach": ticket.resolution_due,
     }
-    await _arm(session, ticket, SLA_EPISODE, plan)
+    return plan
 
 
 async def status_changed(

@@ -13,9 +13,16 @@ from gateway.domain.model import Category, Status
 from gateway.domain.reference import find_reference, format_reference, strip_reply_prefixes
 from gateway.domain.workflow import Actor, InvalidTransition, check_transition
 from gateway.service.desk import SYSTEM, Desk, StatusRefused, UnknownTicket
-from gateway.service.sla import status_changed
+from gateway.service.sla import start_clock, status_changed
 from gateway.store.db import dialect_insert
-from gateway.store.models import Article, HistoryEntry, Participant, ReferenceCounter, Ticket
+from gateway.store.models import (
+    Article,
+    HistoryEntry,
+    Organisation,
+    Participant,
+    ReferenceCounter,
+    Ticket,
+)
 
 
 async def next_reference(session: AsyncSession, prefix: str, year: int) -> str:
@@ -199,9 +206,11 @@ async def open_ticket(
     link_reason: str | None = None,
     by: str = SYSTEM,
     first_line: str = "",
+    organisation: Organisation | None = None,
 ) -> Ticket:
     """A new ticket: its reference, cleaned subject, category (named by the customer at
-    the start of the subject or `first_line`, else the team's default) and history."""
+    the start of the subject or `first_line`, else the team's default), its customer's
+    SLA clock and its history."""
     settings = desk.settings
     language = language or settings.desk.language
     subject = clean_subject(subject, settings.desk.reference_prefix, language)
@@ -220,9 +229,10 @@ async def open_ticket(
         updated_at=now,
         article_count=0,
         priority_overridden=False,
+        organisation_id=None if organisation is None else organisation.id,
+        sla_stopped_seconds=0,
     )
-    session.add(ticket)
-    await session.flush()
+    await start_clock(session, desk, ticket, organisation)
     reason = link_reason
     if linked_to is not None and reason is None:
         reason = f"follow-up of {linked_to.reference}"
