@@ -17,10 +17,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from jinja2 import TemplateError
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import Table, bindparam, case, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -110,6 +110,23 @@ class QuarantineResolved:
         )
 
 
+class TwinVanished(Exception):
+    """A message ran into a twin that was gone when looked for: taken in again later."""
+
+
+async def _settle_inbound(
+    session: AsyncSession, inbound_id: int, outcome: str, reason: str | None, ticket_id: int | None
+) -> None:
+    """What became of a message, on its inbound row (written first as `ignored`)."""
+    table = cast(Table, InboundMessage.__table__)
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("inbound_id"))
+        .values(outcome=bindparam("outcome"), reason=bindparam("reason"), ticket_id=bindparam("t")),
+        {"inbound_id": inbound_id, "outcome": outcome, "reason": reason, "t": ticket_id},
+    )
+
+
 def _stage_of(exc: BaseException) -> str:
     """Where processing failed, for the quarantine: rendering, storing, or the rules."""
     if isinstance(exc, HeldForReview):
@@ -128,7 +145,7 @@ _TEMPORARY_SQLSTATE_CLASSES = ("40", "53", "57", "08")
 
 
 def _is_temporary(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | OSError | ConnectionError):
+    if isinstance(exc, OperationalError | OSError | ConnectionError | TwinVanished):
         return True
     if not isinstance(exc, DBAPIError):
         return False
@@ -220,17 +237,32 @@ class Pipeline:
         try:
             arrival = _Arrival(raw, digest, source, mail, now, envelope_recipients)
             async with self._sessions() as session, session.begin():
-                outcome = await self._deduplicate(session, arrival)
-                if outcome is None:
-                    outcome = await self._apply(session, arrival)
+                # Written first, as `ignored`: a new message costs no look-up, and a
+                # twin (same bytes or Message-ID) is caught by the unique indexes.
+                inbound_id = await self._insert_inbound(session, arrival)
+                if inbound_id is None:
+                    outcome = await self._deduplicate(session, arrival)
+                else:
+                    outcome = await self._apply(session, arrival, inbound_id)
                 if ack is not None:
                     await ack.record(session, outcome, now)
                 return outcome
         except Exception as exc:
             raise _StageFailure(_stage_of(exc), exc) from exc
 
-    async def _deduplicate(self, session: AsyncSession, arrival: _Arrival) -> Outcome | None:
-        """The outcome for a message taken in before, or None for a new one.
+    @staticmethod
+    async def _insert_inbound(session: AsyncSession, arrival: _Arrival) -> int | None:
+        """The new inbound row's id; None when a twin is in the table already."""
+        table = InboundMessage.__table__
+        stmt = dialect_insert(session)(table).on_conflict_do_nothing().returning(table.c.id)
+        row = arrival.inbound_row("ignored")
+        values = {column.key: getattr(row, column.key) for column in table.columns}
+        del values["id"]
+        inbound_id: int | None = await session.scalar(stmt, values)
+        return inbound_id
+
+    async def _deduplicate(self, session: AsyncSession, arrival: _Arrival) -> Outcome:
+        """The outcome for a message taken in before.
 
         The same bytes again leave no trace. The same Message-ID with other bytes (the
         copy that came by another way, with other Received lines) is kept as a
@@ -248,8 +280,8 @@ class Pipeline:
                 .limit(1)
             )
         ).first()
-        if seen is None:
-            return None
+        if seen is None:  # the twin's transaction rolled back after ours ran into it
+            raise TwinVanished(f"message_id={mail.message_id}: its twin was not committed")
         reason = f"already taken in as message {seen.id}"
         if seen.sha256 != digest:
             reason = f"same Message-ID as message {seen.id}"
@@ -259,12 +291,10 @@ class Pipeline:
         log.info("duplicate message_id=%s source=%s: %s", mail.message_id, arrival.source, reason)
         return Outcome("duplicate", reason=reason, message_id=mail.message_id)
 
-    async def _apply(self, session: AsyncSession, arrival: _Arrival) -> Outcome:
+    async def _apply(self, session: AsyncSession, arrival: _Arrival, inbound_id: int) -> Outcome:
         desk = self._desk
         settings = desk.settings
         mail = arrival.mail
-        inbound = arrival.inbound_row("ignored")
-        session.add(inbound)
         signer = await desk.message_ids.signer(session)
         verdict = classify(
             mail,
@@ -274,10 +304,9 @@ class Pipeline:
             list_policy=settings.access.mailing_lists,
         )
         if verdict.reason is not None:
-            inbound.reason = verdict.reason
-            await session.flush()
-            ticket = await self._record_ignored(session, arrival, verdict, inbound.id)
-            inbound.ticket_id = None if ticket is None else ticket.id
+            ticket = await self._record_ignored(session, arrival, verdict, inbound_id)
+            ticket_id = None if ticket is None else ticket.id
+            await _settle_inbound(session, inbound_id, "ignored", verdict.reason, ticket_id)
             reference = None if ticket is None else ticket.reference
             log.info(
                 "ignored ref=%s message_id=%s from=%s reason=%s",
@@ -289,7 +318,6 @@ class Pipeline:
             return Outcome(
                 "ignored", reference=reference, reason=verdict.reason, message_id=mail.message_id
             )
-        await session.flush()
         auth = parse_authentication_results(
             mail.authentication_results, settings.security.trusted_authserv_ids
         )
@@ -297,15 +325,15 @@ class Pipeline:
             session,
             desk,
             mail,
-            inbound_id=inbound.id,
+            inbound_id=inbound_id,
             now=arrival.now,
             envelope_recipients=arrival.envelope_recipients,
             suppress_auto_reply=verdict.suppress_auto_reply,
             auth=None if auth is None else json.dumps(auth.as_dict(), sort_keys=True),
         )
-        inbound.ticket_id = received.ticket.id
-        inbound.outcome = received.outcome
-        inbound.reason = received.reason
+        await _settle_inbound(
+            session, inbound_id, received.outcome, received.reason, received.ticket.id
+        )
         log.info(
             "%s ref=%s message_id=%s from=%s%s",
             {"ticket": "created", "article": "appended"}.get(received.outcome, "ignored"),
@@ -315,9 +343,9 @@ class Pipeline:
             "" if received.reason is None else f" reason={received.reason}",
         )
         return Outcome(
-            inbound.outcome,
+            received.outcome,
             reference=received.ticket.reference,
-            reason=inbound.reason,
+            reason=received.reason,
             message_id=mail.message_id,
         )
 

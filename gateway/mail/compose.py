@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email import charset, policy
@@ -73,4 +74,9 @@ def build_message(mail: OutgoingMail) -> bytes:
     if mail.html:
         msg.attach(_text_part(mail.text, "plain"))
         msg.attach(_text_part(mail.html, "html"))
+        # Our own boundary: the generator's would be checked against the text with a
+        # regular expression compiled anew for each message (a third of the time spent
+        # here). "=_" cannot occur in quoted-printable, so it is never in the parts.
+        assert isinstance(msg, MIMEMultipart)
+        msg.set_boundary(f"=_{secrets.token_hex(16)}")
     return msg.as_bytes(policy=_SMTP_COMPAT)
