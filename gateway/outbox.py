@@ -29,10 +29,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiosmtplib
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -44,6 +44,7 @@ from gateway.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
+_OUTBOX = cast(Table, OutboxMessage.__table__)
 WAITING = ("pending", "claimed", "sending")  # states the relay still has to act on
 STATES = ("pending", "claimed", "sending", "sent", "failed", "unknown", "suppressed")
 BACKOFF_BASE = timedelta(seconds=30)
@@ -329,25 +330,27 @@ class Relay:
         """One transaction: record results of earlier rows and, when given, that the
         handover of `handover` starts (False if another relay took that row over)."""
         taken = True
+        table = _OUTBOX  # Core statements: no ORM bookkeeping on the hot path
         async with self._sessions() as session, session.begin():
+            connection = await session.connection()
             for row, values in results:
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == row.id, OutboxMessage.claim_token == token)
+                await connection.execute(
+                    update(table)
+                    .where(table.c.id == row.id, table.c.claim_token == token)
                     .values(**values)
                 )
             if handover is not None:
                 lease = self.clock() + self._sending_lease
-                result = await session.execute(
-                    update(OutboxMessage)
+                result = await connection.execute(
+                    update(table)
                     .where(
-                        OutboxMessage.id == handover.id,
-                        OutboxMessage.claim_token == token,
-                        OutboxMessage.state == "claimed",
+                        table.c.id == handover.id,
+                        table.c.claim_token == token,
+                        table.c.state == "claimed",
                     )
                     .values(state="sending", next_attempt_at=lease)
                 )
-                taken = bool(result.rowcount)  # type: ignore[attr-defined]
+                taken = bool(result.rowcount)
         return taken
 
     def _message(self, row: OutboxMessage) -> bytes:
