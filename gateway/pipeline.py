@@ -17,10 +17,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, cast
+from typing import Protocol
 
 from jinja2 import TemplateError
-from sqlalchemy import Table, bindparam, case, or_, select, update
+from sqlalchemy import bindparam, case, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,7 +32,7 @@ from gateway.service import Desk, receive_customer_mail
 from gateway.service.bounces import record_bounce
 from gateway.service.customers import receive_auto_reply
 from gateway.service.organisations import HeldForReview
-from gateway.store.db import dialect_insert
+from gateway.store import prepared
 from gateway.store.models import InboundMessage, MailboxUid, QuarantinedMessage, Ticket
 
 log = logging.getLogger(__name__)
@@ -82,15 +82,18 @@ class UidSeen:
     uid: int
 
     async def record(self, session: AsyncSession, outcome: Outcome, now: datetime) -> None:
-        stmt = dialect_insert(session)(MailboxUid).values(
-            mailbox=self.mailbox,
-            uidvalidity=self.uidvalidity,
-            uid=self.uid,
-            outcome=outcome.kind,
-            acked=False,
-            at=now,
+        await prepared.execute(
+            session,
+            prepared.insert_or_skip(prepared.dialect_of(session), MailboxUid),
+            {
+                "mailbox": self.mailbox,
+                "uidvalidity": self.uidvalidity,
+                "uid": self.uid,
+                "outcome": outcome.kind,
+                "acked": False,
+                "at": now,
+            },
         )
-        await session.execute(stmt.on_conflict_do_nothing())
 
 
 @dataclass(frozen=True)
@@ -114,15 +117,21 @@ class TwinVanished(Exception):
     """A message ran into a twin that was gone when looked for: taken in again later."""
 
 
+_INBOUND = prepared.table_of(InboundMessage)
+_SETTLE_INBOUND = (
+    update(_INBOUND)
+    .where(_INBOUND.c.id == bindparam("inbound_id"))
+    .values(outcome=bindparam("outcome"), reason=bindparam("reason"), ticket_id=bindparam("t"))
+)
+
+
 async def _settle_inbound(
     session: AsyncSession, inbound_id: int, outcome: str, reason: str | None, ticket_id: int | None
 ) -> None:
     """What became of a message, on its inbound row (written first as `ignored`)."""
-    table = cast(Table, InboundMessage.__table__)
-    await session.execute(
-        update(table)
-        .where(table.c.id == bindparam("inbound_id"))
-        .values(outcome=bindparam("outcome"), reason=bindparam("reason"), ticket_id=bindparam("t")),
+    await prepared.execute(
+        session,
+        _SETTLE_INBOUND,
         {"inbound_id": inbound_id, "outcome": outcome, "reason": reason, "t": ticket_id},
     )
 
@@ -164,16 +173,21 @@ class _Arrival:
     now: datetime
     envelope_recipients: tuple[str, ...]
 
+    def inbound_values(self, outcome: str) -> dict[str, object]:
+        return {
+            "sha256": self.digest,
+            "message_id": self.mail.message_id,
+            "source": self.source,
+            "size": len(self.raw),
+            "received_at": self.now,
+            "outcome": outcome,
+            "reason": None,
+            "ticket_id": None,
+            "raw": self.raw,
+        }
+
     def inbound_row(self, outcome: str) -> InboundMessage:
-        return InboundMessage(
-            sha256=self.digest,
-            message_id=self.mail.message_id,
-            source=self.source,
-            size=len(self.raw),
-            received_at=self.now,
-            outcome=outcome,
-            raw=self.raw,
-        )
+        return InboundMessage(**self.inbound_values(outcome))
 
 
 class Pipeline:
@@ -253,12 +267,9 @@ class Pipeline:
     @staticmethod
     async def _insert_inbound(session: AsyncSession, arrival: _Arrival) -> int | None:
         """The new inbound row's id; None when a twin is in the table already."""
-        table = InboundMessage.__table__
-        stmt = dialect_insert(session)(table).on_conflict_do_nothing().returning(table.c.id)
-        row = arrival.inbound_row("ignored")
-        values = {column.key: getattr(row, column.key) for column in table.columns}
-        del values["id"]
-        inbound_id: int | None = await session.scalar(stmt, values)
+        stmt = prepared.insert_or_skip(prepared.dialect_of(session), InboundMessage, "id")
+        values = arrival.inbound_values("ignored")
+        inbound_id: int | None = (await prepared.execute(session, stmt, values)).scalar()
         return inbound_id
 
     async def _deduplicate(self, session: AsyncSession, arrival: _Arrival) -> Outcome:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain.access import Standing, domain_of
@@ -75,22 +75,33 @@ async def ticket_for_thread(
             continue
         own = signer.verify(mid)
         if own is not None and own.reference is not None:
-            ticket = await _locked_ticket(session, Ticket.reference == own.reference)
+            ticket = await _locked_ticket(session, own.reference)
             if ticket is not None:
                 return ticket
     if not foreign:
         return None
-    ticket_id = await session.scalar(
-        select(Article.ticket_id).where(Article.message_id.in_(foreign)).limit(1)
-    )
-    return None if ticket_id is None else await _locked_ticket(session, Ticket.id == ticket_id)
+    ticket_id = await session.scalar(_THREAD_TICKET, {"ids": foreign})
+    if ticket_id is None:
+        return None
+    return await session.scalar(_TICKET_BY_ID, {"ticket_id": ticket_id})
 
 
-async def _locked_ticket(session: AsyncSession, condition: ColumnElement[bool]) -> Ticket | None:
-    # Locked (PostgreSQL) until the transaction ends: two replies to one ticket at once
-    # (two daemons, LMTP and IMAP) are applied one after the other, not both to the
-    # same old status.
-    return await session.scalar(select(Ticket).where(condition).with_for_update())
+# Locked (PostgreSQL) until the transaction ends: two replies to one ticket at once
+# (two daemons, LMTP and IMAP) are applied one after the other, not both to the same
+# old status.
+_TICKET_BY_ID = select(Ticket).where(Ticket.id == bindparam("ticket_id")).with_for_update()
+_TICKET_BY_REFERENCE = (
+    select(Ticket).where(Ticket.reference == bindparam("reference")).with_for_update()
+)
+_THREAD_TICKET = (
+    select(Article.ticket_id)
+    .where(Article.message_id.in_(bindparam("ids", expanding=True)))
+    .limit(1)
+)
+
+
+async def _locked_ticket(session: AsyncSession, reference: str) -> Ticket | None:
+    return await session.scalar(_TICKET_BY_REFERENCE, {"reference": reference})
 
 
 async def match_ticket(session: AsyncSession, desk: Desk, mail: ParsedMail) -> Ticket | None:
@@ -101,7 +112,7 @@ async def match_ticket(session: AsyncSession, desk: Desk, mail: ParsedMail) -> T
     reference = find_reference(mail.subject, desk.settings.desk.reference_prefix)
     if reference is None:
         return None
-    return await _locked_ticket(session, Ticket.reference == reference)
+    return await _locked_ticket(session, reference)
 
 
 NO_AUTO_REPLIES = "the sender asked for no automatic answers (X-Auto-Response-Suppress)"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Executable, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import TeamSettings
@@ -18,7 +20,7 @@ from gateway.domain.rules import ReplyEffect
 from gateway.mail.parse import ParsedMail
 from gateway.service.desk import MAX_REFERENCES, Desk
 from gateway.service.tickets import participants_of
-from gateway.store.db import dialect_insert
+from gateway.store import prepared
 from gateway.store.models import Article, OutboxMessage, Ticket
 
 
@@ -67,6 +69,28 @@ def _template_context(
 AUTO_REPLIED = "auto-replied"  # an automatic answer to incoming mail: rate-limited
 
 
+_OUTBOX = prepared.table_of(OutboxMessage)
+_AUTOMATIC = (_OUTBOX.c.auto_submitted == AUTO_REPLIED, _OUTBOX.c.state != "suppressed")
+# Automatic answers on one ticket in the last hour, and in the last 10 minutes.
+_ANSWERS_ON_TICKET = select(
+    func.count(), func.count().filter(_OUTBOX.c.created_at >= bindparam("minutes_ago"))
+).where(
+    *_AUTOMATIC,
+    _OUTBOX.c.ticket_id == bindparam("ticket_id"),
+    _OUTBOX.c.created_at >= bindparam("hour_ago"),
+)
+# Automatic answers to each of some recipients in the last day.
+_ANSWERS_TO_RECIPIENTS = (
+    select(_OUTBOX.c.recipient, func.count())
+    .where(
+        *_AUTOMATIC,
+        _OUTBOX.c.recipient.in_(bindparam("recipients", expanding=True)),
+        _OUTBOX.c.created_at >= bindparam("day_ago"),
+    )
+    .group_by(_OUTBOX.c.recipient)
+)
+
+
 async def _over_limits(
     session: AsyncSession,
     desk: Desk,
@@ -83,35 +107,27 @@ async def _over_limits(
     has nothing to count on the ticket.
     """
     limits = desk.settings.limits
-    base = select(func.count()).where(
-        OutboxMessage.auto_submitted == AUTO_REPLIED, OutboxMessage.state != "suppressed"
-    )
     ten_minutes = hour = 0
     if not first and (limits.per_ticket_10_minutes or limits.per_ticket_hour):
-        recent = (
-            await session.execute(
-                base.add_columns(
-                    func.count().filter(OutboxMessage.created_at >= now - timedelta(minutes=10))
-                ).where(
-                    OutboxMessage.ticket_id == ticket.id,
-                    OutboxMessage.created_at >= now - timedelta(hours=1),
-                )
-            )
-        ).one()
-        hour, ten_minutes = recent
-    per_recipient: dict[str, int] = {}
-    if limits.per_recipient_day:
-        rows = await session.execute(
-            select(OutboxMessage.recipient, func.count())
-            .where(
-                OutboxMessage.auto_submitted == AUTO_REPLIED,
-                OutboxMessage.state != "suppressed",
-                OutboxMessage.recipient.in_(recipients),
-                OutboxMessage.created_at >= now - timedelta(days=1),
-            )
-            .group_by(OutboxMessage.recipient)
+        recent = await prepared.execute(
+            session,
+            _ANSWERS_ON_TICKET,
+            {
+                "ticket_id": ticket.id,
+                "hour_ago": now - timedelta(hours=1),
+                "minutes_ago": now - timedelta(minutes=10),
+            },
         )
-        per_recipient = {recipient: count for recipient, count in rows}
+        counts = recent.one()
+        hour, ten_minutes = int(counts[0]), int(counts[1])
+    per_recipient: dict[str, int] = {}
+    if limits.per_recipient_day and recipients:
+        rows = await prepared.execute(
+            session,
+            _ANSWERS_TO_RECIPIENTS,
+            {"recipients": recipients, "day_ago": now - timedelta(days=1)},
+        )
+        per_recipient = {row[0]: int(row[1]) for row in rows}
     over: dict[str, str] = {}
     for recipient in recipients:
         sent_to = per_recipient.get(recipient, 0)
@@ -193,14 +209,20 @@ async def notify(
     if not rows:
         return []
     # The same event from the same source is written once, however often it is decided.
-    # Rows as parameters, not in the statement: the compiled form is then cached.
-    table = OutboxMessage.__table__
-    stmt = (
-        dialect_insert(session)(table)
+    stmt = _write_outbox(prepared.dialect_of(session))
+    return list((await prepared.execute(session, stmt, rows)).scalars())
+
+
+@functools.cache
+def _write_outbox(dialect: str) -> Executable:
+    """Outbox rows (as parameters); a row with a dedupe key written before is skipped."""
+    table = prepared.table_of(OutboxMessage)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(table.c.message_id)
     )
-    return list((await session.execute(stmt, rows)).scalars())
 
 
 async def customer_side(

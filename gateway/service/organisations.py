@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain.access import domain_of
@@ -169,18 +169,22 @@ class Customer:
         return self.contact is not None or self.organisation is not None
 
 
+_CONTACT = select(Contact).where(Contact.address == bindparam("address"))
+_ORGANISATION_OF_DOMAIN = (
+    select(Organisation)
+    .join(OrganisationDomain, OrganisationDomain.organisation_id == Organisation.id)
+    .where(OrganisationDomain.domain == bindparam("domain"))
+)
+
+
 async def customer_for(session: AsyncSession, address: str) -> Customer:
     """The sender's contact and organisation: the contact's own, else by mail domain."""
-    contact = await session.scalar(select(Contact).where(Contact.address == address))
+    contact = await session.scalar(_CONTACT, {"address": address})
     org: Organisation | None = None
     if contact is not None and contact.organisation_id is not None:
         org = await session.get(Organisation, contact.organisation_id)
     if org is None:
-        org = await session.scalar(
-            select(Organisation)
-            .join(OrganisationDomain, OrganisationDomain.organisation_id == Organisation.id)
-            .where(OrganisationDomain.domain == domain_of(address))
-        )
+        org = await session.scalar(_ORGANISATION_OF_DOMAIN, {"domain": domain_of(address)})
     return Customer(contact=contact, organisation=org)
 
 

@@ -7,9 +7,11 @@ timers never disagree with the ticket.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import Executable, delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain.model import Status
@@ -24,7 +26,7 @@ from gateway.domain.sla import (
 )
 from gateway.service.desk import Desk
 from gateway.service.organisations import own_targets
-from gateway.store.db import dialect_insert
+from gateway.store import prepared
 from gateway.store.models import Organisation, Ticket, Timer
 
 FIRST_RESPONSE_KINDS = ("first_response_warning", "first_response_breach")
@@ -92,17 +94,19 @@ async def _arm(
         if at is not None
     ]
     if due:
-        # Rows as parameters, not in the statement: the compiled form is then cached.
-        table = Timer.__table__
-        insert = dialect_insert(session)(table)
-        await session.execute(
-            insert.on_conflict_do_update(
-                index_elements=["ticket_id", "kind", "episode"],
-                set_={"due_at": insert.excluded.due_at},
-                where=table.c.fired_at.is_(None),
-            ),
-            due,
-        )
+        await prepared.execute(session, _set_timers(prepared.dialect_of(session)), due)
+
+
+@functools.cache
+def _set_timers(dialect: str) -> Executable:
+    """Arm timers (rows as parameters); a fired one stays as it is."""
+    table = prepared.table_of(Timer)
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return insert.on_conflict_do_update(
+        index_elements=["ticket_id", "kind", "episode"],
+        set_={"due_at": insert.excluded.due_at},
+        where=table.c.fired_at.is_(None),
+    )
 
 
 async def refresh_sla(session: AsyncSession, desk: Desk, ticket: Ticket) -> None:

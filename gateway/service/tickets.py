@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Executable, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain.categories import category_from_mail
@@ -14,7 +16,7 @@ from gateway.domain.reference import find_reference, format_reference, strip_rep
 from gateway.domain.workflow import Actor, InvalidTransition, check_transition
 from gateway.service.desk import SYSTEM, Desk, StatusRefused, UnknownTicket
 from gateway.service.sla import start_clock, status_changed
-from gateway.store.db import dialect_insert
+from gateway.store import prepared
 from gateway.store.models import (
     Article,
     HistoryEntry,
@@ -25,18 +27,25 @@ from gateway.store.models import (
 )
 
 
+@functools.cache
+def _count_up(dialect: str) -> Executable:
+    table = prepared.table_of(ReferenceCounter)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .on_conflict_do_update(index_elements=["prefix", "year"], set_={"last": table.c.last + 1})
+        .returning(table.c.last)
+    )
+
+
 async def next_reference(session: AsyncSession, prefix: str, year: int) -> str:
     """The next free reference for a year; one atomic statement, safe under concurrency."""
-    stmt = (
-        dialect_insert(session)(ReferenceCounter)
-        .values(prefix=prefix, year=year, last=1)
-        .on_conflict_do_update(
-            index_elements=["prefix", "year"], set_={"last": ReferenceCounter.last + 1}
-        )
-        .returning(ReferenceCounter.last)
+    result = await prepared.execute(
+        session,
+        _count_up(prepared.dialect_of(session)),
+        {"prefix": prefix, "year": year, "last": 1},
     )
-    sequence = (await session.execute(stmt)).scalar_one()
-    return format_reference(prefix, year, sequence)
+    return format_reference(prefix, year, result.scalar_one())
 
 
 async def get_ticket(session: AsyncSession, reference: str) -> Ticket:
@@ -52,13 +61,16 @@ async def get_ticket(session: AsyncSession, reference: str) -> Ticket:
     return ticket
 
 
+_PARTICIPANTS = (
+    select(Participant.address)
+    .where(Participant.ticket_id == bindparam("ticket_id"))
+    .order_by(Participant.id)
+)
+
+
 async def participants_of(session: AsyncSession, ticket: Ticket) -> list[str]:
-    rows = await session.scalars(
-        select(Participant.address)
-        .where(Participant.ticket_id == ticket.id)
-        .order_by(Participant.id)
-    )
-    return list(rows)
+    # Through the session: participants added earlier in the transaction are flushed.
+    return list(await session.scalars(_PARTICIPANTS, {"ticket_id": ticket.id}))
 
 
 def add_participants(

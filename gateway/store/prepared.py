@@ -1,0 +1,54 @@
+"""Statements built once, for the path every message takes.
+
+Building a statement (`select(...).where(...)`) and running it through the ORM session
+costs three to four times what executing a prebuilt Core statement with parameters on
+the session's connection costs: here 120 µs against 33 µs on SQLite and 212 µs against
+94 µs on PostgreSQL, and a message takes about a dozen. The hot statements are therefore
+built once (per dialect where they differ, for ON CONFLICT) with bind parameters, and
+run with `execute` below.
+
+Core statements run on the session's connection without flushing the session first:
+what they refer to (a ticket's id) must already be written, and they must not read a
+table whose rows the session holds unwritten changes for. Every statement here writes
+rows the ORM does not track, or reads tables the message's ORM objects do not touch.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Executable, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.store.models import Base
+
+
+def table_of(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+@functools.cache
+def insert_or_skip(dialect: str, model: type[Base], returning: str | None = None) -> Executable:
+    """INSERT … ON CONFLICT DO NOTHING [RETURNING column] for `model`'s table."""
+    table = table_of(model)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).on_conflict_do_nothing()
+    return stmt if returning is None else stmt.returning(table.c[returning])
+
+
+async def execute(
+    session: AsyncSession,
+    stmt: Executable,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+) -> CursorResult[*tuple[Any, ...]]:
+    """Run a prebuilt Core statement on the session's connection (its transaction)."""
+    connection = await session.connection()
+    return await connection.execute(stmt, params)
