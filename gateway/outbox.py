@@ -29,22 +29,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import aiosmtplib
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Executable, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from gateway.config import OutboundSettings, Settings
 from gateway.mail.compose import OutgoingMail, build_message
 from gateway.pipeline import Clock, utc_now
+from gateway.store import prepared
 from gateway.store.db import is_postgresql
 from gateway.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
-_OUTBOX = cast(Table, OutboxMessage.__table__)
 WAITING = ("pending", "claimed", "sending")  # states the relay still has to act on
 STATES = ("pending", "claimed", "sending", "sent", "failed", "unknown", "suppressed")
 BACKOFF_BASE = timedelta(seconds=30)
@@ -260,6 +260,29 @@ class RelayStats:
     failed: int = 0
 
 
+_OUTBOX = prepared.table_of(OutboxMessage)
+# A delivery starts: the row is ours (claimed with our token) and now `sending`.
+_HANDOVER = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id == bindparam("row_id"),
+        _OUTBOX.c.claim_token == bindparam("token"),
+        _OUTBOX.c.state == "claimed",
+    )
+    .values(state="sending", next_attempt_at=bindparam("lease"))
+)
+
+
+@functools.cache
+def _record_attempt(columns: tuple[str, ...]) -> Executable:
+    """The UPDATE that records an attempt's outcome in these columns (one per shape)."""
+    return (
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.claim_token == bindparam("token"))
+        .values({column: bindparam(column) for column in columns})
+    )
+
+
 class Relay:
     def __init__(
         self,
@@ -330,25 +353,17 @@ class Relay:
         """One transaction: record results of earlier rows and, when given, that the
         handover of `handover` starts (False if another relay took that row over)."""
         taken = True
-        table = _OUTBOX  # Core statements: no ORM bookkeeping on the hot path
         async with self._sessions() as session, session.begin():
-            connection = await session.connection()
             for row, values in results:
-                await connection.execute(
-                    update(table)
-                    .where(table.c.id == row.id, table.c.claim_token == token)
-                    .values(**values)
+                await prepared.execute(
+                    session,
+                    _record_attempt(tuple(sorted(values))),
+                    {"row_id": row.id, "token": token, **values},
                 )
             if handover is not None:
                 lease = self.clock() + self._sending_lease
-                result = await connection.execute(
-                    update(table)
-                    .where(
-                        table.c.id == handover.id,
-                        table.c.claim_token == token,
-                        table.c.state == "claimed",
-                    )
-                    .values(state="sending", next_attempt_at=lease)
+                result = await prepared.execute(
+                    session, _HANDOVER, {"row_id": handover.id, "token": token, "lease": lease}
                 )
                 taken = bool(result.rowcount)
         return taken
