@@ -509,7 +509,7 @@ def ticket_set(
         async with gateway.sessions() as session, session.begin():
             t = await get_ticket(session, reference)
             if category:
-                set_category(session, t, Category(category), by=by, now=now)
+                await set_category(session, t, Category(category), by=by, now=now)
             if impact or urgency:
                 await set_impact_urgency(
                     session,
@@ -525,7 +525,7 @@ def ticket_set(
                     session, gateway.desk, t, priority, reason=reason or "", by=by, now=now
                 )
             if team:
-                set_team(session, gateway.desk, t, team, by=by, now=now)
+                await set_team(session, gateway.desk, t, team, by=by, now=now)
             if status:
                 await change_status(
                     session,

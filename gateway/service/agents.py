@@ -49,7 +49,7 @@ async def _agent_status(
     if _changes_nothing(ticket, new, scheduled_for):
         return None
     if new is Status.SCHEDULED and scheduled_for != ticket.scheduled_for:
-        record(
+        await record(
             session,
             ticket,
             "scheduled_for",
@@ -143,7 +143,7 @@ async def agent_reply(
         raise TicketError("the reply is empty")
     if status is not None:
         check_agent_status(ticket, status, scheduled_for)
-    article = add_article(
+    article = await add_article(
         session,
         ticket,
         direction="out",
@@ -168,11 +168,11 @@ async def agent_reply(
     return article
 
 
-def set_category(
+async def set_category(
     session: AsyncSession, ticket: Ticket, category: Category, *, by: str, now: datetime
 ) -> None:
     if ticket.category != category.value:
-        record(session, ticket, "category", ticket.category, category.value, by=by, now=now)
+        await record(session, ticket, "category", ticket.category, category.value, by=by, now=now)
         ticket.category = category.value
         ticket.updated_at = now
 
@@ -189,16 +189,16 @@ async def set_impact_urgency(
 ) -> None:
     """Set impact and/or urgency; the priority follows the matrix unless overridden."""
     if impact is not None and ticket.impact != impact.value:
-        record(session, ticket, "impact", ticket.impact, impact.value, by=by, now=now)
+        await record(session, ticket, "impact", ticket.impact, impact.value, by=by, now=now)
         ticket.impact = impact.value
     if urgency is not None and ticket.urgency != urgency.value:
-        record(session, ticket, "urgency", ticket.urgency, urgency.value, by=by, now=now)
+        await record(session, ticket, "urgency", ticket.urgency, urgency.value, by=by, now=now)
         ticket.urgency = urgency.value
     ticket.updated_at = now
     if ticket.impact and ticket.urgency and not ticket.priority_overridden:
         computed = priority_for(ticket.impact, ticket.urgency)
         if computed != ticket.priority:
-            record(
+            await record(
                 session,
                 ticket,
                 "priority",
@@ -227,18 +227,20 @@ async def override_priority(
         raise TicketError(f"priority must be 1-5 (got {priority})")
     if not reason.strip():
         raise TicketError("a priority override needs a reason (--reason)")
-    record(session, ticket, "priority", ticket.priority, priority, by=by, now=now, reason=reason)
+    await record(
+        session, ticket, "priority", ticket.priority, priority, by=by, now=now, reason=reason
+    )
     ticket.priority = priority
     ticket.priority_overridden = True
     ticket.updated_at = now
     await refresh_sla(session, desk, ticket)
 
 
-def set_team(
+async def set_team(
     session: AsyncSession, desk: Desk, ticket: Ticket, team: str, *, by: str, now: datetime
 ) -> None:
     desk.settings.team(team)  # raises StopIteration for an unknown key; the CLI checks first
     if ticket.team != team:
-        record(session, ticket, "team", ticket.team, team, by=by, now=now)
+        await record(session, ticket, "team", ticket.team, team, by=by, now=now)
         ticket.team = team
         ticket.updated_at = now

@@ -52,7 +52,7 @@ async def add_time(
     )
     session.add(entry)
     what = f"{format_minutes(minutes)} {kind.value} on {work_date.isoformat()}"
-    record(session, ticket, "time", None, what, by=by, now=now, reason=note or None)
+    await record(session, ticket, "time", None, what, by=by, now=now, reason=note or None)
     return entry
 
 

@@ -68,7 +68,7 @@ async def record_bounce(
         )
         what = f"{failed.address}: {failed.action} {failed.status or ''}".strip()
         if ticket is not None:
-            record(
+            await record(
                 session,
                 ticket,
                 "bounce",

@@ -32,6 +32,7 @@ from gateway.service.tickets import (
     open_ticket,
     participants_of,
 )
+from gateway.store import prepared
 from gateway.store.models import Article, Contact, Ticket
 
 
@@ -193,11 +194,11 @@ class _Incoming:
         mail = self.mail
         return [a for a in (*mail.to, *mail.cc) if a not in exclude and a != mail.sender]
 
-    def article(
+    async def article(
         self, session: AsyncSession, ticket: Ticket, kind: str = "customer", public: bool = True
     ) -> Article:
         mail = self.mail
-        article = add_article(
+        return await add_article(
             session,
             ticket,
             direction="in",
@@ -210,9 +211,8 @@ class _Incoming:
             now=self.now,
             message_id=mail.message_id,
             inbound_id=self.inbound_id,
+            auth=self.auth,
         )
-        article.auth = self.auth
-        return article
 
 
 async def _receive(session: AsyncSession, desk: Desk, incoming: _Incoming) -> Received:
@@ -225,7 +225,7 @@ async def _receive(session: AsyncSession, desk: Desk, incoming: _Incoming) -> Re
     if standing is None:
         policy = desk.settings.access.strangers
         if policy == "internal_note":
-            note = incoming.article(session, ticket, "stranger", public=False)
+            note = await incoming.article(session, ticket, "stranger", public=False)
             return Received(ticket, "article", "stranger_note", article=note)
         if policy == "ignore":
             return Received(ticket, "ignored", "stranger")
@@ -236,7 +236,7 @@ async def _receive(session: AsyncSession, desk: Desk, incoming: _Incoming) -> Re
     if standing is Standing.AGENT:
         # An agent's copy (CC or BCC to the desk) of what they wrote: kept on the
         # ticket, no status change, nobody told (the recipients have the mail).
-        copy = incoming.article(session, ticket, "agent")
+        copy = await incoming.article(session, ticket, "agent")
         return Received(ticket, "article", "agent", article=copy)
     outcome = customer_reply_outcome(
         Status(ticket.status),
@@ -281,7 +281,7 @@ async def _new_ticket(
         organisation=customer.organisation,
     )
     add_participants(session, ticket, incoming.others(exclude), known=[], exclude=exclude)
-    created = incoming.article(session, ticket)
+    created = await incoming.article(session, ticket)
     await notify(
         session,
         desk,
@@ -316,7 +316,7 @@ async def _follow_up(
     participants = add_participants(
         session, ticket, incoming.others(exclude), known=participants, exclude=exclude
     )
-    added = incoming.article(session, ticket)
+    added = await incoming.article(session, ticket)
     if outcome.new_status is not None and outcome.new_status is not Status(ticket.status):
         await apply_status(
             session,
@@ -372,7 +372,7 @@ async def _known_customer(
         language=desk.settings.desk.language,
         created_at=now,
     )
-    session.add(contact)
+    await prepared.add(session, contact)
     return Customer(contact=contact, organisation=customer.organisation)
 
 
@@ -389,5 +389,5 @@ async def receive_auto_reply(
     if desk.access.standing(mail.sender, ticket.requester, participants) is None:
         return None
     incoming = _Incoming(mail, inbound_id, now, (), suppress_auto_reply=False, auth=None)
-    incoming.article(session, ticket, "auto_reply", public=False)
+    await incoming.article(session, ticket, "auto_reply", public=False)
     return ticket

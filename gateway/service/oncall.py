@@ -91,5 +91,7 @@ async def page_if_urgent(
         body=mail.new_text[:300],
     )
     if sent:
-        record(session, ticket, "page", None, oncall.address, by=SYSTEM, now=now, reason="24/7")
+        await record(
+            session, ticket, "page", None, oncall.address, by=SYSTEM, now=now, reason="24/7"
+        )
     return bool(sent)

@@ -128,8 +128,7 @@ async def start_clock(
     """A new ticket, not yet written: its due times are set before its row is written
     (one INSERT, no UPDATE after), its SLA timers armed once it has an id."""
     plan = _plan(desk, ticket, *_sla(desk, ticket, organisation))
-    session.add(ticket)
-    await session.flush()
+    await prepared.add(session, ticket)
     await _arm(session, ticket, SLA_EPISODE, plan, fresh=True)
 
 

@@ -6,9 +6,10 @@ import functools
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Executable, bindparam, select
+from sqlalchemy import Executable, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.domain.categories import category_from_mail
 from gateway.domain.model import Category, Status
@@ -92,7 +93,7 @@ def add_participants(
     return participants
 
 
-def record(
+async def record(
     session: AsyncSession,
     ticket: Ticket,
     field: str,
@@ -112,11 +113,19 @@ def record(
         by=by,
         reason=reason,
     )
-    session.add(entry)
+    await prepared.add(session, entry)
     return entry
 
 
-def add_article(
+_TICKET = prepared.table_of(Ticket)
+_COUNT_ARTICLE = (
+    update(_TICKET)
+    .where(_TICKET.c.id == bindparam("ticket_id"))
+    .values(article_count=_TICKET.c.article_count + 1, updated_at=bindparam("now"))
+)
+
+
+async def add_article(
     session: AsyncSession,
     ticket: Ticket,
     *,
@@ -130,6 +139,7 @@ def add_article(
     inbound_id: int | None = None,
     public: bool = True,
     full_body: str | None = None,
+    auth: str | None = None,
 ) -> Article:
     article = Article(
         ticket_id=ticket.id,
@@ -143,10 +153,13 @@ def add_article(
         message_id=message_id,
         inbound_id=inbound_id,
         created_at=now,
+        auth=auth,
     )
-    session.add(article)
-    ticket.article_count += 1
-    ticket.updated_at = now
+    await prepared.add(session, article)
+    # The ticket's counter in the same way; the loaded ticket is told, not flushed.
+    await prepared.execute(session, _COUNT_ARTICLE, {"ticket_id": ticket.id, "now": now})
+    set_committed_value(ticket, "article_count", ticket.article_count + 1)
+    set_committed_value(ticket, "updated_at", now)
     return article
 
 
@@ -186,7 +199,9 @@ async def apply_status(
         ticket.closed_at = now
     elif ticket.closed_at is not None:
         ticket.closed_at = None
-    entry = record(session, ticket, "status", old.value, new.value, by=by, now=now, reason=reason)
+    entry = await record(
+        session, ticket, "status", old.value, new.value, by=by, now=now, reason=reason
+    )
     await status_changed(session, desk, ticket, old, now)
     return entry
 
@@ -248,8 +263,8 @@ async def open_ticket(
     reason = link_reason
     if linked_to is not None and reason is None:
         reason = f"follow-up of {linked_to.reference}"
-    record(session, ticket, "status", None, Status.OPEN.value, by=by, now=now, reason=reason)
+    await record(session, ticket, "status", None, Status.OPEN.value, by=by, now=now, reason=reason)
     if category is not None:
         why = "named by the customer" if named else f"default of team {team}"
-        record(session, ticket, "category", None, category.value, by=by, now=now, reason=why)
+        await record(session, ticket, "category", None, category.value, by=by, now=now, reason=why)
     return ticket

@@ -19,10 +19,12 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table
+from sqlalchemy import Executable, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from gateway.store.models import Base
 
@@ -42,6 +44,34 @@ def insert_or_skip(dialect: str, model: type[Base], returning: str | None = None
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(table).on_conflict_do_nothing()
     return stmt if returning is None else stmt.returning(table.c[returning])
+
+
+@functools.cache
+def _insert_returning_id(model: type[Base]) -> Executable:
+    table = table_of(model)
+    return insert(table).returning(table.c.id)
+
+
+async def add(session: AsyncSession, obj: Base) -> None:
+    """Write a new object with one prebuilt INSERT and attach it to the session as if
+    loaded: no unit-of-work flush (0.6-0.7 ms each here) for the rows every message
+    adds. Columns not set take their default, else NULL; none is left to load later."""
+    model = type(obj)
+    table = table_of(model)
+    state = obj.__dict__
+    values: dict[str, Any] = {}
+    for column in table.columns:
+        if column.key == "id":
+            continue
+        if column.key not in state:
+            default = column.default
+            value = default.arg if isinstance(default, ScalarElementColumnDefault) else None
+            setattr(obj, column.key, value)
+        values[column.key] = state[column.key]
+    result = await execute(session, _insert_returning_id(model), values)
+    obj.id = result.scalar_one()  # type: ignore[attr-defined]
+    make_transient_to_detached(obj)
+    session.add(obj)
 
 
 async def execute(
