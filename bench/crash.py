@@ -32,20 +32,14 @@ tests/e2e/test_crash.py with a smaller N.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import random
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -56,9 +50,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import select
 
+from bench import harness
+from bench.harness import (
+    BenchError,
+    dovecot_scratch,
+    kill_daemon,
+    scratch_database,
+    start_daemon,
+    wait_for,
+)
 from bench.mailgen import _mail
 from gateway.store.models import (
     Article,
@@ -68,13 +70,10 @@ from gateway.store.models import (
     QuarantinedMessage,
     Ticket,
 )
-from tests.support.databases import migrate_to_head, scratch_pg_database
-from tests.support.dovecot import Dovecot, ImapAccount, free_port
-from tests.support.settings import TEAMS, imap_mailbox, settings_dict, to_toml
+from tests.support.dovecot import Dovecot, ImapAccount
+from tests.support.settings import TEAMS, imap_mailbox
 
-ROOT = Path(__file__).resolve().parent.parent
 MAILBOX = "desk"
-WAITING = ("pending", "claimed", "sending")
 NOTIFYING_TEAMS = {t["address"] for t in TEAMS if t.get("notify")}
 # Knobs of the daemon under test: short leases, so a dead relay's rows come back (or
 # turn `unknown`) within seconds; a short lock retry, so a restarted daemon on
@@ -84,8 +83,7 @@ CLAIM_S = 1.0
 SHUTDOWN_S = 5.0
 
 
-class CrashTestError(Exception):
-    """The run could not go on: a daemon died by itself, or stopped making progress."""
+CrashTestError = BenchError  # the run could not go on: a daemon died, or stalled
 
 
 # --------------------------------------------------------------------------- the mail
@@ -171,40 +169,12 @@ def crash_mails(n: int, seed: int = 11, *, quarantined: int | None = None) -> li
 # --------------------------------------------------------------------------- the sink
 
 
-class SinkProcess:
-    """The SMTP sink as a process of its own: it outlives every daemon that is killed."""
+class SinkProcess(harness.SinkProcess):
+    """The sink process; it holds back its 250 for 10 ms by default, so that kills in
+    the relay land inside the SMTP transaction."""
 
     def __init__(self, workdir: Path, delay: float = 0.01) -> None:
-        self.port = free_port()
-        self.log = workdir / "sink.log"
-        self._delay = delay
-        self._process: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> SinkProcess:
-        self._process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve().parent / "smtp_sink.py"),
-             str(self.port), str(self.log), str(self._delay)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        assert self._process.stdout is not None
-        if self._process.stdout.readline().strip() != "ready":
-            raise CrashTestError("the SMTP sink did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.communicate(timeout=10)
-
-    def lines(self) -> list[str]:
-        return self.log.read_text(encoding="utf-8").splitlines() if self.log.exists() else []
-
-    def count(self) -> int:
-        return len(self.lines())
-
-    def message_ids(self) -> list[str]:
-        return [line.split("\t", 1)[0].strip().strip("<>") for line in self.lines()]
+        super().__init__(workdir, delay)
 
 
 # --------------------------------------------------------------------------- the database
@@ -220,50 +190,12 @@ class Snapshot:
     ledger: list[Any]
 
 
-class Probe:
-    """Reads the gateway's database from outside the daemon: its own engine and loop."""
-
-    def __init__(self, url: str) -> None:
-        self._runner = asyncio.Runner()
-        # Plain engine, not the gateway's: that one takes SQLite's write lock (BEGIN
-        # IMMEDIATE) for every transaction, and these are reads (WAL: never blocking).
-        self._engine: AsyncEngine = create_async_engine(url)
-
-    def __enter__(self) -> Probe:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._runner.run(self._engine.dispose())
-        self._runner.close()
-
-    def _scalar(self, stmt: Any) -> int:
-        async def run() -> int:
-            async with self._engine.connect() as conn:
-                return int((await conn.execute(stmt)).scalar_one() or 0)
-
-        return self._runner.run(run())
-
-    def committed(self) -> int:
-        """Messages taken in so far (committed with their UID ledger row)."""
-        return self._scalar(select(func.count()).select_from(MailboxUid))
-
-    def unacked(self) -> int:
-        return self._scalar(
-            select(func.count()).select_from(MailboxUid).where(MailboxUid.acked.is_(False))
-        )
-
-    def waiting(self) -> int:
-        """Outbox rows the relay still has to act on."""
-        return self._scalar(
-            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state.in_(WAITING))
-        )
+class Probe(harness.Probe):
+    """The harness's probe, and a snapshot of everything the accounting needs."""
 
     def snapshot(self) -> Snapshot:
         async def run() -> Snapshot:
-            async with self._engine.connect() as conn:
+            async with self.engine.connect() as conn:
 
                 async def rows(stmt: Any) -> list[Any]:
                     return list((await conn.execute(stmt)).all())
@@ -286,20 +218,7 @@ class Probe:
                     ledger=await rows(select(MailboxUid.uid, MailboxUid.outcome, MailboxUid.acked)),
                 )
 
-        return self._runner.run(run())
-
-
-@contextmanager
-def scratch_database(backend: str, workdir: Path) -> Iterator[str]:
-    """A fresh, migrated database: a SQLite file in workdir, or a PostgreSQL database of
-    its own on TEST_DATABASE_URL's server, dropped afterwards."""
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
-        asyncio.run(migrate_to_head(url))
-        yield url
-        return
-    with scratch_pg_database("tg_crash") as url:
-        yield url
+        return self.run(run)
 
 
 # --------------------------------------------------------------------------- the daemon
@@ -322,7 +241,9 @@ def write_config(
         reconnect_max_seconds=2,
         processed_folder=processed_folder,
     )
-    config = settings_dict(url, sink_port=sink_port, mailboxes=[mailbox])
+    config = harness.daemon_config(
+        url, sink_port, [mailbox], team_notices=True, outbound_batch=None
+    )
     config["outbound"].update(
         timeout_seconds=SMTP_TIMEOUT_S,
         data_timeout_seconds=SMTP_TIMEOUT_S,
@@ -330,76 +251,16 @@ def write_config(
         poll_seconds=0.5,
     )
     config["daemon"] = {"shutdown_seconds": SHUTDOWN_S}
-    # Seconds of mail, not days: rate limits off, so every decided answer is sent.
-    config["limits"] = {"per_ticket_10_minutes": 0, "per_ticket_hour": 0, "per_recipient_day": 0}
-    (workdir / "config.toml").write_text(to_toml(config))
-
-
-def start_daemon(workdir: Path, log: Path, label: str) -> subprocess.Popen[bytes]:
-    """`ticket-gateway run` on workdir/config.toml; its output is appended to `log`."""
-    with log.open("ab") as out:
-        out.write(f"===== {label} =====\n".encode())
-        out.flush()
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--config", "config.toml", "run"],
-            cwd=workdir,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def log_tail(log: Path, lines: int = 40) -> str:
-    if not log.exists():
-        return "(no log)"
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def wait_for(
-    condition: Callable[[], bool],
-    what: str,
-    *,
-    within: float,
-    daemons: Sequence[subprocess.Popen[bytes]] = (),
-    log: Path | None = None,
-    interval: float = 0.005,
-) -> None:
-    """Poll `condition`; raise CrashTestError if a daemon exits or `within` s pass."""
-    deadline = time.monotonic() + within
-    while not condition():
-        for daemon in daemons:
-            if daemon.poll() is not None:
-                tail = log_tail(log) if log else ""
-                raise CrashTestError(
-                    f"daemon pid {daemon.pid} exited with {daemon.returncode} while "
-                    f"waiting for {what}\n{tail}"
-                )
-        if time.monotonic() > deadline:
-            tail = log_tail(log) if log else ""
-            raise CrashTestError(f"no progress for {within:.0f}s waiting for {what}\n{tail}")
-        time.sleep(interval)
+    harness.write_config(workdir, config)
 
 
 def stop_daemon(daemon: subprocess.Popen[bytes]) -> tuple[int | None, float]:
     """SIGTERM; (exit code or None if it did not exit in time, seconds it took)."""
-    started = time.monotonic()
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        code: int | None = daemon.wait(timeout=SHUTDOWN_S + 10)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        daemon.wait()
-        code = None
-    return code, time.monotonic() - started
-
-
-def kill_daemon(daemon: subprocess.Popen[bytes]) -> None:
-    daemon.kill()
-    daemon.wait()
+    return harness.stop_daemon(daemon, grace=SHUTDOWN_S + 10)
 
 
 def append_mails(account: ImapAccount, mails: Sequence[CrashMail]) -> None:
-    for start in range(0, len(mails), 200):
-        account.append(*(m.raw for m in mails[start : start + 200]))
+    harness.append_mails(account, (m.raw for m in mails))
 
 
 # --------------------------------------------------------------------------- accounting
@@ -826,7 +687,7 @@ def _backend_run(backend: str, args: argparse.Namespace, dovecot: Dovecot, scrat
     workdir = scratch / backend
     workdir.mkdir()
     mails = crash_mails(args.n, seed=args.mail_seed)
-    with scratch_database(backend, workdir) as url:
+    with scratch_database(backend, workdir, prefix="tg_crash") as url:
         return run_crash(
             workdir=workdir,
             url=url,
@@ -868,17 +729,13 @@ def main() -> None:
 
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     args.seed = seed
-    scratch = Path(tempfile.mkdtemp(prefix="tg-crash-"))
-    scratch.chmod(0o755)  # Dovecot's mail processes run as another uid
-    dovecot = Dovecot(scratch / "dovecot")
-    dovecot.start()
-    failed = False
-    try:
+    problems: list[str] = []  # backends that lost, doubled or could not finish
+    with dovecot_scratch("tg-crash-", keep=lambda: bool(problems)) as dovecot:
         for backend in args.db.split(","):
             try:
-                report = _backend_run(backend, args, dovecot, scratch)
+                report = _backend_run(backend, args, dovecot, dovecot.directory.parent)
             except CrashTestError as exc:
-                failed = True
+                problems.append(backend)
                 print(f"crash test {backend}: RUN FAILED (seed {seed}): {exc}", flush=True)
                 continue
             result = {
@@ -890,8 +747,7 @@ def main() -> None:
                 "duplicates": report.duplicates,
                 "problems": report.problems(),
             }
-            with args.out.open("a") as handle:
-                handle.write(json.dumps(result) + "\n")
+            harness.append_json(args.out, result)
             print(report.summary(), flush=True)
             print(
                 f"  restarts {report.restarts} (of which found the lock still held: "
@@ -900,17 +756,11 @@ def main() -> None:
                 flush=True,
             )
             for problem in report.problems():
-                failed = True
+                problems.append(backend)
                 print(f"  PROBLEM {problem}", flush=True)
             if report.first_traceback:
                 print(f"  first traceback:\n{report.first_traceback}", flush=True)
-    finally:
-        dovecot.stop()
-        if failed:
-            print(f"kept {scratch} for a look (daemon.log, sink.log per backend)")
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if problems else 0)
 
 
 if __name__ == "__main__":

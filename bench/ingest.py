@@ -20,14 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email
-import json
-import os
-import platform
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from email.policy import default
@@ -39,54 +33,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aioimaplib
 from sqlalchemy import func, select
 
+from bench.harness import (
+    Probe,
+    SinkProcess,
+    append_json,
+    append_mails,
+    bench_mailbox,
+    cpu_calibration,
+    daemon_config,
+    dovecot_scratch,
+    machine,
+    run_cli,
+    scratch_database,
+    write_config,
+)
 from bench.mailgen import batch_mails, seed_mails
 from gateway.intake.imap import parse_fetch, uid_ranges, uid_set
-from gateway.store.db import create_engine
-from gateway.store.models import Article, InboundMessage, QuarantinedMessage, Ticket
-from tests.support.databases import create_database, drop_database
-from tests.support.dovecot import Dovecot, ImapAccount, free_port
-from tests.support.settings import imap_mailbox, settings_dict, to_toml
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-# The same snippet as the peer's benchmark scripts, so figures can sit side by side.
-CALIB_CODE = """import time
-t = time.perf_counter(); s = 0
-for i in range(3_000_000): s += i
-print(round(time.perf_counter() - t, 3))"""
-
-
-def cpu_calibration() -> float:
-    """Seconds for a fixed pure-Python loop: compare figures only next to this."""
-    out = subprocess.run(
-        [sys.executable, "-c", CALIB_CODE], check=True, capture_output=True, text=True
-    )
-    return float(out.stdout)
-
-
-def run_gateway(workdir: Path, *args: str, profile: Path | None = None) -> tuple[float, float, str]:
-    """Run the CLI once; (wall seconds, the child's peak RSS in MiB, stdout)."""
-    out_path, err_path = workdir / "cli.out", workdir / "cli.err"
-    python = [sys.executable]
-    if profile is not None:
-        python += ["-m", "pyinstrument", "-r", "text", "-o", str(profile)]
-    start = time.perf_counter()
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [*python, "-m", "gateway", "--config", "config.toml", *args],
-            cwd=workdir,
-            stdout=out,
-            stderr=err,
-        )
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"ticket-gateway {' '.join(args)} failed ({proc.returncode}):\n{err_path.read_text()}"
-        )
-    return wall, usage.ru_maxrss / 1024, out_path.read_text()
+from gateway.store.models import Article
+from tests.support.dovecot import Dovecot, ImapAccount
 
 
 async def raw_ceiling(account: ImapAccount, batch: int) -> tuple[float, float]:
@@ -113,28 +77,16 @@ async def raw_ceiling(account: ImapAccount, batch: int) -> tuple[float, float]:
     return total, fetch_s / total
 
 
-async def db_counts(url: str, seeds: int) -> dict[str, int]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-
-            async def scalar(stmt: Any) -> int:
-                return int((await conn.execute(stmt)).scalar_one())
-
-            return {
-                "tickets": await scalar(select(func.count()).select_from(Ticket)),
-                "inbound": await scalar(select(func.count()).select_from(InboundMessage)),
-                "quarantine": await scalar(select(func.count()).select_from(QuarantinedMessage)),
-                "seed_articles": await scalar(
-                    select(func.count()).select_from(Article).where(Article.ticket_id <= seeds)
-                ),
-            }
-    finally:
-        await engine.dispose()
-
-
-def sink_lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+def db_counts(url: str, seeds: int) -> dict[str, int]:
+    with Probe(url) as probe:
+        return {
+            "tickets": probe.tickets(),
+            "inbound": probe.inbound(),
+            "quarantine": probe.quarantined(),
+            "seed_articles": probe.scalar(
+                select(func.count()).select_from(Article).where(Article.ticket_id <= seeds)
+            ),
+        }
 
 
 def measure(
@@ -142,72 +94,38 @@ def measure(
 ) -> dict[str, Any]:
     workdir = scratch / backend
     workdir.mkdir()
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
-    else:
-        url = asyncio.run(create_database("tg_bench"))
     account = dovecot.new_account()
-    sink_port = free_port()
-    sink_log = workdir / "sink.log"
-    sink = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "smtp_sink.py"), str(sink_port), str(sink_log)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        config = settings_dict(
-            url,
-            sink_port=sink_port,
-            mailboxes=[imap_mailbox(account, fetch_batch=args.fetch_batch)],
-        )
-        config["outbound"]["batch_size"] = 500
-        # No team notices: every measured mail then causes exactly one notification.
-        config["teams"] = [{**team, "notify": []} for team in config["teams"]]
-        # The mails arrive within seconds, far faster than at any desk: the rate limits
-        # would hold back answers to the many follow-ups on the seed tickets. Off, so
-        # every mail gets its one notification and the check stays exact.
-        config["limits"] = {
-            "per_ticket_10_minutes": 0,
-            "per_ticket_hour": 0,
-            "per_recipient_day": 0,
-        }
-        (workdir / "config.toml").write_text(to_toml(config))
-        run_gateway(workdir, "migrate")
+    with scratch_database(backend, workdir) as url, SinkProcess(workdir) as sink:
+        mailbox = bench_mailbox(account, fetch_batch=args.fetch_batch)
+        # No team notices and no rate limits: every measured mail then causes exactly
+        # one notification, and the check stays exact.
+        write_config(workdir, daemon_config(url, sink.port, [mailbox]))
 
         seeds = seed_mails(args.seeds)
         account.append(*(m.raw for m in seeds))
-        run_gateway(workdir, "run", "--once")
+        run_cli(workdir, "run", "--once")
         year = datetime.now(UTC).year
         batch = batch_mails(args.n, seeds, year)
-        fixed = statistics.median(run_gateway(workdir, "run", "--once")[0] for _ in range(3))
+        fixed = statistics.median(run_cli(workdir, "run", "--once")[0] for _ in range(3))
 
         t0 = time.perf_counter()
-        for start in range(0, len(batch), 200):
-            account.append(*(m.raw for m in batch[start : start + 200]))
+        append_mails(account, (m.raw for m in batch))
         append_s = time.perf_counter() - t0
 
         calib = cpu_calibration()
         profile = args.profile.with_suffix(f".{backend}.txt") if args.profile else None
-        wall, rss, out = run_gateway(workdir, "run", "--once", profile=profile)
-        counts = asyncio.run(db_counts(url, args.seeds))
-        lines = sink_lines(sink_log)
+        wall, rss, out = run_cli(workdir, "run", "--once", profile=profile)
+        counts = db_counts(url, args.seeds)
+        ids = sink.message_ids()
         ceilings = [asyncio.run(raw_ceiling(account, args.fetch_batch)) for _ in range(3)]
         ceiling_s = statistics.median(c[0] for c in ceilings)
-    finally:
-        sink.terminate()
-        sink.wait()
-        if backend == "postgresql":
-            asyncio.run(drop_database(url))
 
     new = sum(1 for m in batch if m.kind == "new")
     replies = args.n - new
-    ids = [line.split("\t", 1)[0] for line in lines]
     unread = [u for u, flags in account.flags().items() if "\\Seen" not in flags]
     net = wall - fixed
     return {
         "bench": "ingest",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "backend": backend,
         "n": args.n,
         "seeds": args.seeds,
@@ -230,14 +148,12 @@ def measure(
             "expected_new": new,
             "seed_followups": counts["seed_articles"] - args.seeds,
             "expected_replies": replies,
-            "notifications": len(lines) - args.seeds,
+            "notifications": len(ids) - args.seeds,
             "unique_notification_ids": len(set(ids)),
             "quarantined": counts["quarantine"],
             "unread_left": len(unread),
         },
         "summary": out.strip(),
-        "python": platform.python_version(),
-        "cores": os.cpu_count(),
     }
 
 
@@ -255,15 +171,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/ticket-gateway-bench.jsonl"))
     args = parser.parse_args()
 
-    scratch = Path(tempfile.mkdtemp(prefix="tg-bench-"))
-    scratch.chmod(0o755)
-    dovecot = Dovecot(scratch / "dovecot")
-    dovecot.start()
-    try:
-        for backend in args.db.split(","):
-            result = measure(backend, args, dovecot, scratch)
-            with args.out.open("a") as handle:
-                handle.write(json.dumps(result) + "\n")
+    backends = args.db.split(",")
+    about = machine(backends)
+    with dovecot_scratch("tg-bench-") as dovecot:
+        for backend in backends:
+            result = {**about, **measure(backend, args, dovecot, dovecot.directory.parent)}
+            append_json(args.out, result)
             c = result["check"]
             ok = (
                 c["tickets_created"] == c["expected_new"]
@@ -279,9 +192,6 @@ def main() -> None:
                 f"ceiling {result['ceiling_msgs_per_s']}/s -> {result['pct_of_ceiling_net']}% | "
                 f"calib {result['cpu_calib_s']}s | check {'OK' if ok else 'MISMATCH'} {c}"
             )
-    finally:
-        dovecot.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """SMTP sink for the benchmarks: accepts everything, logs one line per message.
 
 Usage: python bench/smtp_sink.py PORT LOGFILE [DELAY]   (stops on SIGTERM/SIGINT)
-Each line of LOGFILE: <Message-ID>\t<recipients>\t<subject>. With DELAY (seconds) the
-250 is held back after the line is logged, as a real server takes a while to answer
-DATA (the crash test kills the daemon in that window).
+Each line of LOGFILE, tab-separated:
+  <Message-ID> <recipients> <subject> <In-Reply-To> <received>
+where <received> is the Unix time (time.time(), the same clock as the daemon's) at
+which the end of DATA arrived, and <In-Reply-To> the customer's Message-ID the
+notification answers (empty when none); tabs in the subject become spaces. With DELAY
+(seconds) the 250 is held back after the line is logged, as a real server takes a while
+to answer DATA (the crash test kills the daemon in that window).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from email.parser import BytesHeaderParser
 from email.policy import default
 from typing import Any
@@ -25,9 +30,16 @@ class Sink:
         self._parser = BytesHeaderParser(policy=default)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        received = time.time()
         headers = self._parser.parsebytes(envelope.original_content or b"")
-        line = f"{headers['Message-ID']}\t{','.join(envelope.rcpt_tos)}\t{headers['Subject']}\n"
-        self._log.write(line)
+        fields = (
+            headers["Message-ID"],
+            ",".join(envelope.rcpt_tos),
+            headers["Subject"],
+            headers["In-Reply-To"] or "",
+            f"{received:.6f}",
+        )
+        self._log.write("\t".join(str(f).replace("\t", " ") for f in fields) + "\n")
         self._log.flush()
         if self._delay:
             await asyncio.sleep(self._delay)
