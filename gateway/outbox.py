@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosmtplib
-from sqlalchemy import Executable, bindparam, func, select, update
+from sqlalchemy import Executable, Select, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -41,7 +41,7 @@ from gateway.mail.compose import OutgoingMail, build_message
 from gateway.pipeline import Clock, utc_now
 from gateway.store import prepared
 from gateway.store.db import is_postgresql
-from gateway.store.models import OutboxMessage
+from gateway.store.models import OUTBOX_WAITING, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +261,8 @@ class RelayStats:
 
 
 _OUTBOX = prepared.table_of(OutboxMessage)
+# The rows still to act on, in the words of the partial index ix_outbox_waiting.
+_WAITING = text(OUTBOX_WAITING)
 # A delivery starts: the row is ours (claimed with our token) and now `sending`.
 _HANDOVER = (
     update(_OUTBOX)
@@ -280,6 +282,18 @@ def _record_attempt(columns: tuple[str, ...]) -> Executable:
         update(_OUTBOX)
         .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.claim_token == bindparam("token"))
         .values({column: bindparam(column) for column in columns})
+    )
+
+
+def due_rows(now: datetime, limit: int) -> Select[OutboxMessage]:
+    """The notifications due now, longest due first: pending, or claimed by a relay
+    whose claim ran out (a `sending` one is not resent by itself). In the order of the
+    partial index, which SQLite then reads instead of the whole outbox."""
+    return (
+        select(OutboxMessage)
+        .where(_WAITING, OutboxMessage.state != "sending", OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
     )
 
 
@@ -327,13 +341,7 @@ class Relay:
                     "see `outbox list --state unknown`",
                     doubtful.rowcount,  # type: ignore[attr-defined]
                 )
-            query = (
-                select(OutboxMessage)
-                .where(OutboxMessage.state.in_(("pending", "claimed")))
-                .where(OutboxMessage.next_attempt_at <= now)
-                .order_by(OutboxMessage.id)
-                .limit(self._settings.outbound.batch_size)
-            )
+            query = due_rows(now, self._settings.outbound.batch_size)
             if is_postgresql(session):
                 query = query.with_for_update(skip_locked=True)
             rows = list(await session.scalars(query))
@@ -524,9 +532,7 @@ class Relay:
     async def pending_count(self) -> int:
         async with self._sessions() as session:
             count = await session.scalar(
-                select(func.count())
-                .select_from(OutboxMessage)
-                .where(OutboxMessage.state.in_(WAITING))
+                select(func.count()).select_from(OutboxMessage).where(_WAITING)
             )
         return int(count or 0)
 
@@ -535,7 +541,7 @@ class Relay:
         async with self._sessions() as session:
             return await session.scalar(
                 select(OutboxMessage.next_attempt_at)
-                .where(OutboxMessage.state.in_(WAITING))
+                .where(_WAITING)
                 .order_by(OutboxMessage.next_attempt_at)
                 .limit(1)
             )
