@@ -8,6 +8,7 @@ checkout it was made from has edits in progress.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import math
@@ -110,6 +111,27 @@ def machine(backends: Iterable[str] = ()) -> dict[str, Any]:
         "commit": _command_output("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
         "gateway_edited": bool(dirty),  # uncommitted changes under gateway/ were measured
     }
+
+
+def describe(about: dict[str, Any]) -> str:
+    """machine() in words, for the first line a script prints."""
+    return (
+        f"{about['cores']} cores, Python {about['python']}, Dovecot {about['dovecot']}, "
+        f"PostgreSQL {about['postgresql']}, gateway {about['commit']}"
+        + (" + uncommitted edits" if about["gateway_edited"] else "")
+    )
+
+
+def bench_parser(doc: str | None, *, databases: bool = True) -> argparse.ArgumentParser:
+    """The options every script has: --db (unless PostgreSQL only), --fetch-batch, --out."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    if databases:
+        parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated backends")
+    parser.add_argument("--fetch-batch", type=int, default=100, help="UIDs per FETCH")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/ticket-gateway-bench.jsonl"))
+    return parser
 
 
 def append_json(out: Path, result: dict[str, Any]) -> None:
@@ -495,6 +517,21 @@ class NotifySocket:
         self.path.unlink(missing_ok=True)
 
 
+def start_ready(
+    workdir: Path, log: Path, label: str, daemons: list[subprocess.Popen[bytes]]
+) -> tuple[subprocess.Popen[bytes], float]:
+    """`run` with a notify socket, added to `daemons`; (the daemon, seconds from exec to
+    READY=1)."""
+    notify = NotifySocket(workdir)
+    try:
+        execed = time.monotonic()
+        daemon = start_daemon(workdir, log, label, env=notify.env())
+        daemons.append(daemon)
+        return daemon, notify.wait("READY=1", daemon, log) - execed
+    finally:
+        notify.close()
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -506,6 +543,19 @@ def memory_mib(pid: int) -> tuple[float, float]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0]) / 1024  # kB
     return fields["VmRSS"], fields["VmHWM"]
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_busy_since(start: tuple[int, int]) -> float:
+    """The machine's CPU use since `start` (cpu_jiffies()), 0..1 over all cores."""
+    busy, total = cpu_jiffies()
+    return (busy - start[0]) / max(1, total - start[1])
 
 
 class RssSampler:

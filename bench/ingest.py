@@ -39,6 +39,7 @@ from bench.harness import (
     append_json,
     append_mails,
     bench_mailbox,
+    bench_parser,
     cpu_calibration,
     daemon_config,
     dovecot_scratch,
@@ -158,17 +159,12 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--n", type=int, default=1000, help="measured messages (default 1000)")
     parser.add_argument("--seeds", type=int, default=50, help="tickets created beforehand")
-    parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated backends")
-    parser.add_argument("--fetch-batch", type=int, default=100, help="UIDs per FETCH")
     parser.add_argument(
         "--profile", type=Path, help="profile the timed run (pyinstrument) to PATH.<db>.txt"
     )
-    parser.add_argument("--out", type=Path, default=Path("/tmp/ticket-gateway-bench.jsonl"))
     args = parser.parse_args()
 
     backends = args.db.split(",")

@@ -41,19 +41,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select
 
 from bench.harness import (
-    NotifySocket,
     Probe,
     SinkProcess,
     append_json,
     bench_mailbox,
+    bench_parser,
     daemon_config,
+    describe,
     dovecot_scratch,
     machine,
     memory_mib,
     percentiles,
     reaped,
     scratch_database,
-    start_daemon,
+    start_ready,
     stop_daemon,
     wait_for,
     write_config,
@@ -197,7 +198,6 @@ def measure(
     batch = batch_mails(args.n, seeds, datetime.now(UTC).year)
     total = args.seeds + args.n
     log = workdir / "daemon.log"
-    notify = NotifySocket(workdir)
     with (
         scratch_database(backend, workdir) as url,
         SinkProcess(workdir) as sink,
@@ -207,11 +207,8 @@ def measure(
         mailbox = bench_mailbox(account, idle=True, fetch_batch=args.fetch_batch)
         write_config(workdir, daemon_config(url, sink.port, [mailbox]))
         account.append(*(m.raw for m in seeds))
-        execed = time.monotonic()
-        daemon = start_daemon(workdir, log, f"latency {backend}", env=notify.env())
-        daemons.append(daemon)
-        ready = notify.wait("READY=1", daemon, log) - execed
-        notify.close()
+        started = time.monotonic()
+        daemon, ready = start_ready(workdir, log, f"latency {backend}", daemons)
         wait_for(
             lambda: probe.inbound() == args.seeds and sink.count() == args.seeds,
             "the seed mails taken in and notified",
@@ -220,7 +217,7 @@ def measure(
             log=log,
             interval=0.02,
         )
-        warm = time.monotonic() - execed
+        warm = time.monotonic() - started
         time.sleep(1.0)  # back in IDLE
         rss_before = memory_mib(daemon.pid)[0]
 
@@ -317,26 +314,16 @@ def _row(result: dict[str, Any], key: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--n", type=int, default=300, help="messages (default 300)")
     parser.add_argument("--rate", type=float, default=5.0, help="APPENDs per second (5)")
     parser.add_argument("--seeds", type=int, default=20, help="tickets made first (20)")
-    parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated backends")
-    parser.add_argument("--fetch-batch", type=int, default=100, help="UIDs per FETCH")
     parser.add_argument("--poll-ms", type=float, default=10.0, help="row watcher interval")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/ticket-gateway-bench.jsonl"))
     args = parser.parse_args()
 
     backends = args.db.split(",")
     about = machine(backends)
-    print(
-        f"latency with IDLE: N={args.n} at {args.rate}/s, {about['cores']} cores, "
-        f"Python {about['python']}, Dovecot {about['dovecot']}, "
-        f"PostgreSQL {about['postgresql']}, gateway {about['commit']}"
-        + (" + uncommitted edits" if about["gateway_edited"] else "")
-    )
+    print(f"latency with IDLE: N={args.n} at {args.rate}/s, " + describe(about))
     print(f"{'ms after the APPEND completed':<70} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7}")
     with dovecot_scratch("tg-latency-") as dovecot:
         for backend in backends:
