@@ -161,11 +161,12 @@ class Finished:
     cpu_s: float  # user + system
     samples: int = 0  # pg_stat_activity looks while it ran
     lock_waits: int = 0  # of which found a session of this database waiting for a lock
+    waiting: Counter[str] | None = None  # what waited (lock kind: statement), per look
 
 
 LOCK_WAITERS = text(
-    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-    "AND wait_event_type = 'Lock'"
+    "SELECT wait_event, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
 )
 
 
@@ -177,6 +178,7 @@ def wait_all(
     started = time.monotonic()
     done: dict[int, Finished] = {}
     samples = waits = 0
+    waiting: Counter[str] = Counter()
     while len(done) < len(running):
         if time.monotonic() > deadline:
             raise BenchError("the run --once processes did not finish in time")
@@ -189,10 +191,12 @@ def wait_all(
                 cpu_s = usage.ru_utime + usage.ru_stime
                 done[pid] = Finished(proc.returncode, time.monotonic() - started, cpu_s)
         samples += 1
-        waits += probe.scalar(LOCK_WAITERS) > 0
+        waiters = probe.rows(LOCK_WAITERS)
+        waits += bool(waiters)
+        waiting.update(f"{kind}: {query}" for kind, query in waiters)
         time.sleep(0.05)
     for finished in done.values():
-        finished.samples, finished.lock_waits = samples, waits
+        finished.samples, finished.lock_waits, finished.waiting = samples, waits, waiting
     return [done[p.pid] for p in running]
 
 
@@ -241,6 +245,7 @@ def throughput(
             "cpu_ms_per_msg": round(1000 * sum(f.cpu_s for f in finished) / args.n, 2),
             "machine_cpu_busy": round(busy, 2),
             "lock_wait_share": round(finished[0].lock_waits / max(1, finished[0].samples), 2),
+            "lock_waiters": dict((finished[0].waiting or Counter()).most_common(5)),
             "taken_in_by": [taken_in_by(log) for log in logs],
             "complete_at_exit": complete,
             "check": s.check(),
