@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Executable, bindparam, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import TeamSettings
@@ -216,12 +215,10 @@ async def notify(
 @functools.cache
 def _write_outbox(dialect: str) -> Executable:
     """Outbox rows (as parameters); a row with a dedupe key written before is skipped."""
-    table = prepared.table_of(OutboxMessage)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(table)
+        prepared.upsert(dialect, OutboxMessage)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(table.c.message_id)
+        .returning(_OUTBOX.c.message_id)
     )
 
 

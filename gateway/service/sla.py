@@ -11,7 +11,6 @@ import functools
 from datetime import datetime, timedelta
 
 from sqlalchemy import Executable, delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain.model import Status
@@ -101,7 +100,7 @@ async def _arm(
 def _set_timers(dialect: str) -> Executable:
     """Arm timers (rows as parameters); a fired one stays as it is."""
     table = prepared.table_of(Timer)
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    insert = prepared.upsert(dialect, Timer)
     return insert.on_conflict_do_update(
         index_elements=["ticket_id", "kind", "episode"],
         set_={"due_at": insert.excluded.due_at},

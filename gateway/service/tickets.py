@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Executable, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -30,12 +29,11 @@ from gateway.store.models import (
 
 @functools.cache
 def _count_up(dialect: str) -> Executable:
-    table = prepared.table_of(ReferenceCounter)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    last = prepared.table_of(ReferenceCounter).c.last
     return (
-        insert(table)
-        .on_conflict_do_update(index_elements=["prefix", "year"], set_={"last": table.c.last + 1})
-        .returning(table.c.last)
+        prepared.upsert(dialect, ReferenceCounter)
+        .on_conflict_do_update(index_elements=["prefix", "year"], set_={"last": last + 1})
+        .returning(last)
     )
 
 

@@ -37,12 +37,16 @@ def dialect_of(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
+def upsert(dialect: str, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT for `model`'s table, which knows ON CONFLICT."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table_of(model))
+
+
 @functools.cache
 def insert_or_skip(dialect: str, model: type[Base], returning: str | None = None) -> Executable:
     """INSERT … ON CONFLICT DO NOTHING [RETURNING column] for `model`'s table."""
     table = table_of(model)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).on_conflict_do_nothing()
+    stmt = upsert(dialect, model).on_conflict_do_nothing()
     return stmt if returning is None else stmt.returning(table.c[returning])
 
 
