@@ -339,6 +339,10 @@ def measure(
         },
         "hwm_mib": {"after_start": round(idle_start[1], 1), "end": round(idle_end[1], 1)},
         "samples": len(sampler.samples),
+        "rss_trace": [  # (seconds into the ingest, MiB), about 20 of the samples
+            (round(t - started, 1), round(mib, 1))
+            for t, mib in sampler.samples[:: max(1, len(sampler.samples) // 20)]
+        ],
         "append_s": round(append_s, 2),
         "ingest_s": round(ingest_s, 2),
         "msgs_per_s": round(args.n / ingest_s, 1),
