@@ -309,8 +309,21 @@ class Relay:
         self._sessions = sessions
         self._settings = settings
         self._transport = transport or make_transport(settings.outbound)
+        # The outbound settings our own transport was made from (None: one was given).
+        self._made_from = None if transport is not None else settings.outbound
         self.clock = clock
         self.totals = RelayStats()  # everything this relay did since it was built
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Use new settings from the next notification on; a changed outbound server
+        is connected to before the next batch, never in the middle of a delivery."""
+        self._settings = settings
+
+    async def _current_transport(self) -> None:
+        outbound = self._settings.outbound
+        if self._made_from is not None and outbound != self._made_from:
+            await self._transport.close()
+            self._transport, self._made_from = make_transport(outbound), outbound
 
     @property
     def _sending_lease(self) -> timedelta:
@@ -448,6 +461,7 @@ class Relay:
         """
         stats = RelayStats()
         loop = asyncio.get_running_loop()
+        await self._current_transport()
         while True:
             token, rows = await self._claim()
             if not rows:

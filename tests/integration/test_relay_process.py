@@ -1,0 +1,100 @@
+"""The relay in a process of its own: woken by the daemon, it delivers what the ticket
+transactions queued, reports its totals, drains on SIGTERM and is started again when
+it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from gateway.app import Gateway, build
+from gateway.relay_process import RelayProcess
+from tests.support.mails import make_mail
+from tests.support.settings import make_settings, settings_dict, to_toml
+from tests.support.sink import SmtpSink
+
+
+def _setup(db_url: str, sink: SmtpSink, tmp_path: Path) -> tuple[Gateway, Path]:
+    """A gateway that takes mail in (its own relay unused) and the config file the
+    relay process reads: the same database and SMTP server."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(to_toml(settings_dict(db_url, sink_port=sink.port)))
+    return build(make_settings(db_url, sink_port=sink.port)), config
+
+
+async def test_queued_notifications_are_sent_by_the_relay_process(
+    db_url: str, sink: SmtpSink, tmp_path: Path
+) -> None:
+    gateway, config = _setup(db_url, sink, tmp_path)
+    relay = RelayProcess(config)
+    try:
+        await relay.start()
+        for n in range(3):
+            await gateway.pipeline.ingest(make_mail(subject=f"Storing {n}"), "test")
+            relay.wake()
+        arrived = await sink.wait_for(3, within=30)
+        assert [m.recipients for m in arrived] == [["jan@klant.example"]] * 3
+        assert await relay.finish() == 0  # end of input: what is due is sent, then exit
+        assert relay.totals.sent == 3 and relay.totals.failed == 0
+    finally:
+        await relay.stop(patience=10)
+        await gateway.close()
+
+
+async def test_end_of_input_sends_what_is_due_before_the_process_exits(
+    db_url: str, sink: SmtpSink, tmp_path: Path
+) -> None:
+    gateway, config = _setup(db_url, sink, tmp_path)
+    try:
+        for n in range(2):
+            await gateway.pipeline.ingest(make_mail(subject=f"Vraag {n}"), "test")
+        relay = RelayProcess(config)
+        await relay.start()  # never woken: `run --once` closes its input when done
+        assert await relay.finish() == 0
+        assert len(sink.messages) == 2 and relay.totals.sent == 2
+    finally:
+        await gateway.close()
+
+
+async def test_sigterm_stops_the_relay_process_cleanly(
+    db_url: str, sink: SmtpSink, tmp_path: Path
+) -> None:
+    gateway, config = _setup(db_url, sink, tmp_path)
+    relay = RelayProcess(config)
+    try:
+        await relay.start()
+        await gateway.pipeline.ingest(make_mail(), "test")
+        relay.wake()
+        await sink.wait_for(1, within=30)
+        await relay.stop(patience=10)
+        assert not relay.running
+        assert relay._proc is not None and relay._proc.returncode == 0
+    finally:
+        await gateway.close()
+
+
+async def test_a_relay_process_that_dies_is_started_again(
+    db_url: str, sink: SmtpSink, tmp_path: Path
+) -> None:
+    gateway, config = _setup(db_url, sink, tmp_path)
+    relay = RelayProcess(config)
+    stop = asyncio.Event()
+    try:
+        await relay.start()
+        keeper = asyncio.create_task(relay.keep_running(stop))
+        assert relay._proc is not None
+        first = relay._proc.pid
+        os.kill(first, signal.SIGKILL)
+        await asyncio.wait_for(relay.restarted.wait(), 30)
+        assert relay._proc.pid != first and relay.running
+        await gateway.pipeline.ingest(make_mail(), "test")
+        relay.wake()
+        await sink.wait_for(1, within=30)
+        assert relay.restarts == 1
+        stop.set()
+        await keeper
+    finally:
+        await relay.stop(patience=10)
+        await gateway.close()
