@@ -64,7 +64,7 @@ def hot_queries(now: datetime) -> list[tuple[str, Any]]:
             "organisation by mail domain",
             organisations._ORGANISATION_OF_DOMAIN.params(domain="kweker-a.example"),
         ),
-        ("ticket of a thread", customers._THREAD_TICKET.params(ids=["<a@x>", "<b@y>"])),
+        ("ticket of a thread (locked)", customers._TICKET_OF_THREAD.params(ids=["<a@x>", "<b@y>"])),
         (
             "ticket by reference (locked)",
             customers._TICKET_BY_REFERENCE.params(reference="VTM-2026-000001"),

@@ -81,16 +81,12 @@ async def ticket_for_thread(
                 return ticket
     if not foreign:
         return None
-    ticket_id = await session.scalar(_THREAD_TICKET, {"ids": foreign})
-    if ticket_id is None:
-        return None
-    return await session.scalar(_TICKET_BY_ID, {"ticket_id": ticket_id})
+    return await session.scalar(_TICKET_OF_THREAD, {"ids": foreign})
 
 
 # Locked (PostgreSQL) until the transaction ends: two replies to one ticket at once
 # (two daemons, LMTP and IMAP) are applied one after the other, not both to the same
 # old status.
-_TICKET_BY_ID = select(Ticket).where(Ticket.id == bindparam("ticket_id")).with_for_update()
 _TICKET_BY_REFERENCE = (
     select(Ticket).where(Ticket.reference == bindparam("reference")).with_for_update()
 )
@@ -98,6 +94,9 @@ _THREAD_TICKET = (
     select(Article.ticket_id)
     .where(Article.message_id.in_(bindparam("ids", expanding=True)))
     .limit(1)
+)
+_TICKET_OF_THREAD = (
+    select(Ticket).where(Ticket.id == _THREAD_TICKET.scalar_subquery()).with_for_update()
 )
 
 
