@@ -8,11 +8,15 @@ For each database (SQLite, PostgreSQL):
      and notified (so the daemon has logged in and is idling), then one second more;
   3. N generated mails (bench/mailgen.py: new requests and replies to the seeds) are
      APPENDed one at a time at a fixed rate over one IMAP connection; each APPEND's
-     completion is recorded (time.time(): the daemon runs on the same clock);
+     completion is recorded (time.time(): the daemon runs on the same clock). Each
+     mail is also APPENDed to a control mailbox right after, where a bare IDLE client
+     notes when the server announces it: the server's own share of the latency;
   4. meanwhile a thread polls inbound_messages every --poll-ms for rows it has not seen;
   5. when every mail is taken in and notified, the daemon gets SIGTERM (by its pid) and
      must exit 0.
-Per message, from the APPEND's completion:
+Per message, from the APPEND's completion (the control mailbox: from its own APPEND):
+  - the server alone: when the bare IDLE client got `* N EXISTS` for it (Dovecot holds
+    IDLE notifications back up to 500 ms to gather changes);
   - taken in: inbound_messages.received_at, which the daemon stamps when the message's
     transaction starts (after fetch and parse), so a lower bound of the commit;
   - committed: when the polling thread first saw the row (an upper bound: at most one
@@ -98,8 +102,8 @@ class RowWatcher(threading.Thread):
 
 
 class IdleWatcher(threading.Thread):
-    """A bare IMAP IDLE client on the same mailbox: when the server announced each
-    message (`* N EXISTS`), so the server's own share of the latency is known."""
+    """A bare IMAP IDLE client: when the server announced each message (`* N EXISTS`),
+    so the server's own share of the latency is known."""
 
     def __init__(self, account: ImapAccount) -> None:
         super().__init__(daemon=True)
@@ -159,12 +163,13 @@ class IdleWatcher(threading.Thread):
 
 
 def append_paced(
-    account: ImapAccount, mails: list[GeneratedMail], rate: float
-) -> tuple[dict[str, float], float]:
-    """APPEND one message every 1/rate s over one connection; (Message-ID -> Unix time
-    the APPEND completed, the largest delay behind schedule in s)."""
-    client = account.client()
-    appended: dict[str, float] = {}
+    accounts: list[ImapAccount], mails: list[GeneratedMail], rate: float
+) -> tuple[list[dict[str, float]], float]:
+    """APPEND one message every 1/rate s to each account in turn, over one connection
+    per account; (per account: Message-ID -> Unix time the APPEND completed, the
+    largest delay behind schedule in s)."""
+    clients = [account.client() for account in accounts]
+    appended: list[dict[str, float]] = [{} for _ in accounts]
     behind = 0.0
     try:
         start = time.monotonic()
@@ -175,12 +180,14 @@ def append_paced(
                 time.sleep(due - now)
             else:
                 behind = max(behind, now - due)
-            status, detail = client.append("INBOX", "", None, mail.raw)
-            appended[mail.message_id] = time.time()
-            if status != "OK":
-                raise RuntimeError(f"APPEND failed: {detail!r}")
+            for client, times in zip(clients, appended, strict=True):
+                status, detail = client.append("INBOX", "", None, mail.raw)
+                times[mail.message_id] = time.time()
+                if status != "OK":
+                    raise RuntimeError(f"APPEND failed: {detail!r}")
     finally:
-        client.logout()
+        for client in clients:
+            client.logout()
     return appended, behind
 
 
@@ -222,12 +229,17 @@ def measure(
         rss_before = memory_mib(daemon.pid)[0]
 
         watcher = RowWatcher(url, args.poll_ms / 1000)
-        idler = IdleWatcher(account)
-        first_sequence = idler.exists + 1
+        # The server alone: a bare IDLE client on a mailbox of its own that gets the
+        # same mail at the same moments (on the daemon's mailbox it would also be told
+        # of the daemon's \Seen flags, which changes when it hears of new mail).
+        control = dovecot.new_account()
+        idler = IdleWatcher(control)
         watcher.start()
         idler.start()
         try:
-            appended, behind = append_paced(account, batch, args.rate)
+            (appended, control_appended), behind = append_paced(
+                [account, control], batch, args.rate
+            )
             wait_for(
                 lambda: probe.inbound() >= total and sink.count() >= total,
                 "every mail taken in and notified",
@@ -237,7 +249,7 @@ def measure(
                 interval=0.05,
             )
             time.sleep(2 * args.poll_ms / 1000)  # the watcher's last look
-            wait_for(lambda: idler.exists >= total, "the bare client's last EXISTS", within=5)
+            wait_for(lambda: idler.exists >= args.n, "the bare client's last EXISTS", within=5)
         finally:
             watcher.stop()
             idler.stop()
@@ -252,14 +264,8 @@ def measure(
     notified: dict[str, float] = {}
     for notice in notices:
         notified.setdefault(notice.in_reply_to, notice.received)
-    announced = {
-        m.message_id: idler.announced[first_sequence + i]
-        for i, m in enumerate(batch)
-        if first_sequence + i in idler.announced
-    }
     moments = {
         "appended": appended,
-        "announced": announced,
         "taken_in": received_at,
         "committed": watcher.first_seen,
         "notified": notified,
@@ -270,7 +276,15 @@ def measure(
         return [end[m] - start[m] for m in mids if m in start and m in end]
 
     series = {key: _ms(between(moments[a], moments[b])) for key, (a, b, _) in ROWS.items()}
+    # The control mailbox: message i is sequence number i + 1 there.
+    announced = [
+        idler.announced[i + 1] - control_appended[m.message_id]
+        for i, m in enumerate(batch)
+        if i + 1 in idler.announced
+    ]
+    series = {"server_announced_ms": _ms(announced), **series}
     counts = {key: len(between(appended, at)) for key, at in moments.items() if key != "appended"}
+    counts["announced"] = len(announced)
     outcomes = [r.outcome for r in rows if (r.message_id or "").strip("<>") in appended]
     return {
         "bench": "latency",
@@ -300,7 +314,6 @@ def measure(
 
 # Figure -> (from, to, what): moments per message, from the APPEND's completion on.
 ROWS = {
-    "announced_ms": ("appended", "announced", "IDLE announcement (EXISTS) to a bare client"),
     "taken_in_ms": ("appended", "taken_in", "taken in (received_at: its transaction starts)"),
     "committed_ms": ("appended", "committed", "committed (the row seen by a poll)"),
     "notified_ms": ("appended", "notified", "notification received by the sink"),
@@ -329,6 +342,8 @@ def main() -> None:
         for backend in backends:
             result = {**about, **measure(backend, args, dovecot, dovecot.directory.parent)}
             append_json(args.out, result)
+            what = "the server alone: EXISTS to a bare IDLE client"
+            print(f"{backend:<10} {what:<59} {_row(result, 'server_announced_ms')}")
             for key, (_start, _end, what) in ROWS.items():
                 print(f"{backend:<10} {what:<59} {_row(result, key)}")
             c = result["check"]
