@@ -8,16 +8,26 @@ import logging
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+from jinja2 import Environment, FileSystemLoader, TemplateError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.config import Settings
+from gateway import logs
+from gateway.config import ConfigError, Settings, describe_errors, load_settings
 from gateway.intake.imap import RECOVERABLE, ImapMailbox
 from gateway.intake.smtp import SmtpListener
 from gateway.notify.render import Renderer
+from gateway.observe.endpoint import build_endpoint
+from gateway.observe.http import HttpEndpoint
+from gateway.observe.metrics import Metrics
+from gateway.observe.probes import probe_database
 from gateway.outbox import Relay, Transport
 from gateway.pipeline import Clock, Pipeline, utc_now
 from gateway.service import Desk
@@ -43,7 +53,13 @@ class Gateway:
     relay: Relay
     mailboxes: list[ImapMailbox]
     listeners: list[SmtpListener]
+    metrics: Metrics = field(default_factory=Metrics)
     outbox_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # The file the settings came from: SIGHUP reads it again (None: nothing to reload).
+    config_path: Path | None = None
+    reload_wanted: asyncio.Event = field(default_factory=asyncio.Event)  # set by SIGHUP
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set with READY=1
+    http: HttpEndpoint | None = None  # while the daemon runs, when http.listen is set
 
     async def close(self) -> None:
         for mailbox in self.mailboxes:
@@ -58,6 +74,7 @@ def build(
     clock: Clock = utc_now,
     transport: Transport | None = None,
     engine: AsyncEngine | None = None,
+    config_path: Path | None = None,
 ) -> Gateway:
     """Every part of the daemon, wired from settings; nothing is started yet."""
     engine = engine or create_engine(settings.database.url)
@@ -68,7 +85,7 @@ def build(
     wake = asyncio.Event()
     pipeline = Pipeline(sessions, desk, clock=clock, on_commit=wake.set)
     relay = Relay(sessions, settings, transport=transport, clock=clock)
-    return Gateway(
+    gateway = Gateway(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -78,7 +95,10 @@ def build(
         mailboxes=[ImapMailbox(m, sessions, pipeline, engine) for m in settings.mailboxes],
         listeners=[SmtpListener(ls, pipeline) for ls in settings.listeners],
         outbox_wake=wake,
+        config_path=config_path,
     )
+    gateway.metrics.watch(gateway, clock())
+    return gateway
 
 
 async def prepare_database(gateway: Gateway) -> None:
@@ -250,14 +270,218 @@ async def _systemd_loop(gateway: Gateway, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), interval)
 
 
+READY_DATABASE_RETRY_MAX = 10.0  # seconds between SELECT 1 attempts while not ready
+READY_MAILBOX_MAX = 60.0  # never wait longer than this for the mailboxes' first logins
+
+
+async def _until(event: asyncio.Event, stop: asyncio.Event, seconds: float | None) -> None:
+    """Until `event` or `stop` is set, or `seconds` have passed (None: no limit)."""
+    waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def wait_until_ready(gateway: Gateway, stop: asyncio.Event) -> bool:
+    """Until the database answers SELECT 1 and every mailbox has had its first attempt
+    (logged in, failed, or standing by for the daemon that reads it). A mailbox that is
+    down does not hold the daemon back: it retries in the background, and /healthz
+    says so. No mailbox is waited for longer than its `timeout_seconds` (at most 60 s).
+    False when stopped first."""
+    delay = 0.5
+    trouble: str | None = None
+    while not stop.is_set():
+        probe = await probe_database(gateway.engine)
+        if probe.reachable:
+            break
+        if probe.error != trouble:
+            log.error("not ready: database unreachable: %s; retrying", probe.error)
+            trouble = probe.error
+        await _until(asyncio.Event(), stop, delay)
+        delay = min(delay * 2, READY_DATABASE_RETRY_MAX)
+    if stop.is_set():
+        return False
+    if trouble is not None:
+        log.info("database reachable again")
+    loop = asyncio.get_running_loop()
+    timeouts = [m.settings.timeout_seconds for m in gateway.mailboxes]
+    patience = min(READY_MAILBOX_MAX, max(timeouts, default=0))
+    deadline = loop.time() + patience
+    for mailbox in gateway.mailboxes:
+        await _until(mailbox.first_attempt, stop, max(0.0, deadline - loop.time()))
+        if stop.is_set():
+            return False
+    for mailbox in gateway.mailboxes:
+        name = mailbox.settings.name
+        if mailbox.standing_by:
+            log.info("mailbox %s: read by another daemon; ready without it", name)
+        elif not mailbox.connected:
+            why = mailbox.health.trouble or f"no login within {patience:g} s"
+            log.warning("mailbox %s: not connected (%s); ready without it, retrying", name, why)
+    return True
+
+
+async def start_http(gateway: Gateway) -> None:
+    """The /healthz and /metrics endpoint, when `http.listen` is set. A port that cannot
+    be bound is logged and the daemon goes on without it: mail matters more."""
+    endpoint = build_endpoint(gateway, gateway.metrics)
+    if endpoint is None:
+        return
+    try:
+        await endpoint.start()
+    except OSError as exc:
+        log.error(
+            "http: cannot listen on %s: %s; /healthz and /metrics are off",
+            gateway.settings.http.listen,
+            exc.strerror or exc,
+        )
+        return
+    gateway.http = endpoint
+    log.info("http: /healthz and /metrics on %s:%s", endpoint.host, endpoint.port)
+
+
+async def stop_http(gateway: Gateway) -> None:
+    endpoint, gateway.http = gateway.http, None
+    if endpoint is not None:
+        await endpoint.stop()
+
+
+# What a reload cannot change: the daemon keeps these as they are until it restarts.
+# (The relay takes a changed [outbound] between batches.)
+RESTART_SECTIONS = ("database", "mailboxes", "listeners")
+# desk.sender is the desk's identity: the address it reads as its own, its loop token
+# and the domain of its Message-IDs.
+RESTART_KEYS = {"desk": ("sender",), "http": ("listen",)}
+
+
+def _differences(old: Any, new: Any, where: str) -> list[str]:
+    """The keys (dotted, with [index]) whose values differ; values are not named."""
+    if isinstance(old, BaseModel) and type(old) is type(new):
+        found: list[str] = []
+        for name in type(old).model_fields:
+            found += _differences(getattr(old, name), getattr(new, name), f"{where}.{name}")
+        return found
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        pairs = enumerate(zip(old, new, strict=True))
+        return [key for i, (a, b) in pairs for key in _differences(a, b, f"{where}[{i}]")]
+    return [] if old == new else [where]
+
+
+def _restart_kept(running: Settings, wanted: Settings) -> tuple[Settings, list[str]]:
+    """The settings to run with after a reload: `wanted`, except what needs a restart,
+    which stays as `running` has it; and the keys that would need that restart."""
+    values: dict[str, Any] = {name: getattr(wanted, name) for name in Settings.model_fields}
+    restart: list[str] = []
+    for name in RESTART_SECTIONS:
+        restart += _differences(getattr(running, name), getattr(wanted, name), name)
+        values[name] = getattr(running, name)
+    for section, keys in RESTART_KEYS.items():
+        kept = {key: getattr(getattr(running, section), key) for key in keys}
+        asked = {key: getattr(getattr(wanted, section), key) for key in keys}
+        restart += [f"{section}.{key}" for key in keys if asked[key] != kept[key]]
+        values[section] = getattr(wanted, section).model_copy(update=kept)
+    return Settings.model_validate(values), restart
+
+
+def check_templates(path: Path, language: str) -> None:
+    """Every template under `path` compiles, and there are some for `language`."""
+    environment = Environment(loader=FileSystemLoader(str(path)), autoescape=True)
+    names = environment.list_templates()
+    if not any(name.startswith(f"{language}/") for name in names):
+        raise ValueError(f"templates {path}: none for desk.language {language!r}")
+    for name in names:
+        try:
+            environment.get_template(name)
+        except TemplateError as exc:
+            line = getattr(exc, "lineno", None)
+            raise ValueError(f"template {name}{f':{line}' if line else ''}: {exc}") from exc
+
+
+def _reloaded_desk(gateway: Gateway, path: Path) -> tuple[Settings, Desk, list[str]]:
+    """The settings and desk a reload switches to, built and checked up front; raises
+    ValueError (or ConfigError) saying why not."""
+    wanted = load_settings(path)
+    try:
+        settings, restart = _restart_kept(gateway.settings, wanted)
+    except ValidationError as exc:
+        raise ValueError("; ".join(describe_errors(exc))) from exc
+    check_templates(settings.desk.templates_path, settings.desk.language)
+    desk = Desk(
+        settings=settings, renderer=Renderer(settings.desk.templates_path, settings.desk.language)
+    )
+    desk.access, desk.calendar  # noqa: B018  (built now: a problem refuses the reload)
+    return settings, desk, restart
+
+
+def reload_config(gateway: Gateway) -> bool:
+    """SIGHUP: read the config file and templates again and switch to them, or keep the
+    running configuration if they are not usable. Messages in hand finish under the
+    desk they started with; the next take the new one; the relay takes a changed
+    [outbound] before its next batch. What needs a restart (database, mailboxes,
+    listeners, http.listen, desk.sender) is kept as it runs, and named in the log."""
+    path = gateway.config_path
+    try:
+        if path is None:
+            raise ValueError("the daemon was not started from a config file")
+        settings, desk, restart = _reloaded_desk(gateway, path)
+    except ConfigError as exc:
+        reason = f"{exc.path}: " + "; ".join(exc.problems)
+    except (ValueError, OSError) as exc:
+        reason = str(exc)
+    else:
+        changed = [
+            key
+            for key in _differences(gateway.settings, settings, "")
+            if key.lstrip(".").split(".")[0].split("[")[0] not in RESTART_SECTIONS
+        ]
+        gateway.settings = settings
+        gateway.desk = desk
+        gateway.pipeline.use_desk(desk)
+        gateway.relay.reconfigure(settings)
+        logs.configure_logging(settings.logging)
+        what = ", ".join(key.lstrip(".") for key in changed) or "nothing"
+        log.info("reloaded %s: changed %s", path, what)
+        if restart:
+            log.warning("needs a restart: %s (running as before until then)", ", ".join(restart))
+        return True
+    log.error("reload refused: %s; keeping the running configuration", reason)
+    return False
+
+
+def _monotonic_usec() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
+async def _reload_loop(gateway: Gateway, stop: asyncio.Event) -> None:
+    """Reload on each SIGHUP, one at a time, until stopped (systemd is told RELOADING=1
+    and READY=1 again afterwards)."""
+    while not stop.is_set():
+        await _until(gateway.reload_wanted, stop, None)
+        if stop.is_set():
+            break
+        gateway.reload_wanted.clear()
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={_monotonic_usec()}")
+        try:
+            reload_config(gateway)
+        except Exception:  # a bug in reloading must not stop the daemon
+            log.exception("reload refused: unexpected error; keeping the running configuration")
+        finally:
+            sd_notify("READY=1")
+
+
 async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
     """The daemon: listeners, mailbox readers and the relay until `stop` is set.
 
-    On stop: listeners stop accepting and answer the message in hand, mailboxes finish
-    the message in hand, the relay sends what is due until `daemon.shutdown_seconds`
-    have passed; only then is anything still running cancelled (its transaction rolls
-    back, so no half-written ticket is left).
+    READY=1 once the database answers and every mailbox has had its first login (see
+    wait_until_ready); /healthz and /metrics are served from the start. On stop:
+    listeners stop accepting and answer the message in hand, mailboxes finish the
+    message in hand, the relay sends what is due until `daemon.shutdown_seconds` have
+    passed; only then is anything still running cancelled (its transaction rolls back,
+    so no half-written ticket is left).
     """
+    await start_http(gateway)
     for listener in gateway.listeners:
         await listener.start()
     readers = [
@@ -266,23 +490,28 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
     ]
     relay = asyncio.create_task(_relay_loop(gateway, stop), name="relay")
     timers = asyncio.create_task(_timer_loop(gateway, stop), name="timers")
-    sd_notify("READY=1")
-    systemd = asyncio.create_task(_systemd_loop(gateway, stop), name="systemd")
-    log.info(
-        "ticket-gateway running: %d mailbox(es), %d listener(s), outbound %s",
-        len(gateway.mailboxes),
-        len(gateway.listeners),
-        gateway.settings.outbound.transport,
-    )
+    reloads = asyncio.create_task(_reload_loop(gateway, stop), name="reload")
+    systemd: asyncio.Task[None] | None = None
+    if await wait_until_ready(gateway, stop):
+        sd_notify("READY=1")
+        gateway.ready.set()
+        systemd = asyncio.create_task(_systemd_loop(gateway, stop), name="systemd")
+        log.info(
+            "ticket-gateway running: %d mailbox(es), %d listener(s), outbound %s",
+            len(gateway.mailboxes),
+            len(gateway.listeners),
+            gateway.settings.outbound.transport,
+        )
     await stop.wait()
     sd_notify("STOPPING=1")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + gateway.settings.daemon.shutdown_seconds
     log.info("stopping: finishing the message in hand")
+    tasks = [*readers, relay, timers, reloads, *([systemd] if systemd else [])]
 
     async def wind_down() -> None:
         await asyncio.gather(*(listener.stop() for listener in gateway.listeners))
-        await asyncio.gather(*readers, relay, timers, systemd)
+        await asyncio.gather(*tasks)
         # Flush: notifications the last messages queued, as far as time allows.
         stats = await gateway.relay.send_due(until=deadline)
         left = await gateway.relay.pending_count()
@@ -294,14 +523,19 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
     except TimeoutError:
         log.warning("stopping: shutdown time is up; cancelling what is still running")
         winding.cancel()
-        for task in (*readers, relay, timers, systemd):
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(winding, *readers, relay, timers, systemd, return_exceptions=True)
+        await asyncio.gather(winding, *tasks, return_exceptions=True)
         gateway.relay.abort()  # no QUIT on a connection that may be mid-transaction
+    finally:
+        await stop_http(gateway)
     await gateway.relay.close()
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
+def install_signal_handlers(stop: asyncio.Event, gateway: Gateway | None = None) -> None:
+    """SIGTERM and SIGINT stop the daemon; SIGHUP reloads `gateway`'s configuration."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if gateway is not None:
+        loop.add_signal_handler(signal.SIGHUP, gateway.reload_wanted.set)

@@ -6,7 +6,6 @@ import asyncio
 import csv
 import getpass
 import json
-import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -40,6 +39,7 @@ from gateway.domain.customers import (
     parse_toml,
 )
 from gateway.domain.model import Category, Impact, Status, Urgency
+from gateway.logs import configure_logging
 from gateway.notify.render import human_size
 from gateway.outbox import STATES, NotRetryable, retry_notification
 from gateway.pipeline import Outcome, TemporaryFailure, utc_now
@@ -100,17 +100,6 @@ def _settings(ctx: click.Context) -> Settings:
             sys.exit(EXIT_USAGE)
     settings: Settings = obj["settings"]
     return settings
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.logging.level.upper(),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # aiosmtpd logs every SMTP command at INFO; keep its chatter for debug runs.
-    if settings.logging.level != "debug":
-        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _with_gateway(ctx: click.Context, work: Callable[[Gateway], Awaitable[T]]) -> T:
@@ -205,7 +194,7 @@ def check_config(ctx: click.Context) -> None:
 def migrate(ctx: click.Context) -> None:
     """Create or upgrade the database schema to this version."""
     settings = _settings(ctx)
-    _setup_logging(settings)
+    configure_logging(settings.logging)
 
     async def work() -> str | None:
         from gateway.store.db import create_engine
@@ -227,9 +216,16 @@ def migrate(ctx: click.Context) -> None:
 )
 @click.pass_context
 def run(ctx: click.Context, once: bool) -> None:
-    """Run the daemon (mailboxes, listeners, outbox relay, timers) until SIGTERM/SIGINT."""
+    """Run the daemon (mailboxes, listeners, outbox relay, timers) until SIGTERM/SIGINT.
+
+    SIGHUP reloads the config file and templates: a config that does not validate is
+    refused and the running one kept; database, mailboxes, listeners, http.listen and
+    desk.sender need a restart. GET /healthz and /metrics (Prometheus) are served on
+    http.listen (default 127.0.0.1:9425; not with --once). Logs go to stderr as
+    logging.format says: text, keyvalue or json.
+    """
     settings = _settings(ctx)
-    _setup_logging(settings)
+    configure_logging(settings.logging)
 
     async def burst(gateway: Gateway) -> int:
         summary = await run_once(gateway)
@@ -243,7 +239,8 @@ def run(ctx: click.Context, once: bool) -> None:
 
     async def daemon(gateway: Gateway) -> int:
         stop = asyncio.Event()
-        install_signal_handlers(stop)
+        gateway.config_path = resolve_config_path(ctx.obj.get("config_path"))
+        install_signal_handlers(stop, gateway)
         await run_forever(gateway, stop)
         return 0
 
@@ -1161,7 +1158,7 @@ def deliver(ctx: click.Context, recipients: tuple[str, ...], max_bytes: int) -> 
         for problem in exc.problems:
             click.echo(f"{exc.path}: {problem}", err=True)
         sys.exit(EX_TEMPFAIL)
-    _setup_logging(settings)
+    configure_logging(settings.logging)
     head, size = _read_bounded(sys.stdin.buffer, max_bytes)
 
     async def work() -> int:

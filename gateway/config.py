@@ -390,6 +390,43 @@ class AttachmentSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # "text" (for people), "keyvalue" (ts=... level=... msg="..." ref=... message_id=...)
+    # or "json" (one object per line). Lines about a message carry its reference and
+    # Message-ID in every format.
+    format: Literal["text", "keyvalue", "json"] = "text"
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """(host, port) of "host:port" or "[ipv6]:port"."""
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9425)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or (":" in host and not value.startswith("[")):
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:9425")
+    return host, int(port)
+
+
+class HttpSettings(_Section):
+    # GET /healthz and /metrics (Prometheus) on this address; "" = no HTTP endpoint.
+    # It has no authentication: keep it on loopback or behind a firewall.
+    listen: str = "127.0.0.1:9425"
+    # /healthz answers 503 when a notification has been due for longer than this.
+    outbox_max_age_seconds: float = Field(default=900, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            split_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to listen on, or None when the endpoint is off."""
+        return split_listen(self.listen) if self.listen else None
 
 
 class Settings(_Section):
@@ -410,6 +447,7 @@ class Settings(_Section):
     limits: LimitSettings = LimitSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     logging: LoggingSettings = LoggingSettings()
+    http: HttpSettings = HttpSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -24,10 +24,12 @@ from sqlalchemy import bindparam, case, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway import logs
 from gateway.mail.authresults import parse_authentication_results
 from gateway.mail.bounce import parse_bounce
 from gateway.mail.classify import Verdict, classify
 from gateway.mail.parse import ParsedMail, parse_mail
+from gateway.observe.timing import processing_time
 from gateway.service import Desk, receive_customer_mail
 from gateway.service.bounces import record_bounce
 from gateway.service.customers import receive_auto_reply
@@ -205,6 +207,11 @@ class Pipeline:
         self._on_commit = on_commit or (lambda: None)
         self.counts: Counter[str] = Counter()  # outcomes since start, for STATUS=
 
+    def use_desk(self, desk: Desk) -> None:
+        """Take the next messages under `desk` (a reloaded configuration); a message in
+        hand finishes under the desk it started with."""
+        self._desk = desk
+
     async def ingest(
         self,
         raw: bytes,
@@ -216,21 +223,24 @@ class Pipeline:
         """Take in one message; never raises except TemporaryFailure."""
         digest = hashlib.sha256(raw).hexdigest()
         recipients = tuple(envelope_recipients)
-        try:
+        # Every line logged about this message carries its Message-ID (and reference).
+        context = logs.message_context(message_id=logs.header_message_id(raw), source=source)
+        with context, processing_time(self):
             try:
-                outcome = await self._ingest(raw, digest, source, recipients, ack)
+                try:
+                    outcome = await self._ingest(raw, digest, source, recipients, ack)
+                except _StageFailure as failure:
+                    if not isinstance(failure.error, IntegrityError):
+                        raise
+                    # A twin (same bytes or Message-ID) was committed by another process
+                    # meanwhile; taken again, it is recognised as a duplicate.
+                    outcome = await self._ingest(raw, digest, source, recipients, ack)
             except _StageFailure as failure:
-                if not isinstance(failure.error, IntegrityError):
-                    raise
-                # A twin (same bytes or Message-ID) was committed by another process
-                # meanwhile; taken again, it is recognised as a duplicate.
-                outcome = await self._ingest(raw, digest, source, recipients, ack)
-        except _StageFailure as failure:
-            if _is_temporary(failure.error):
-                raise TemporaryFailure(str(failure.error)) from failure.error
-            outcome = await self._quarantine(
-                raw, digest, source, failure.stage, failure.error, ack=ack
-            )
+                if _is_temporary(failure.error):
+                    raise TemporaryFailure(str(failure.error)) from failure.error
+                outcome = await self._quarantine(
+                    raw, digest, source, failure.stage, failure.error, ack=ack
+                )
         self.counts[outcome.kind] += 1
         self._on_commit()
         return outcome
@@ -319,6 +329,7 @@ class Pipeline:
             ticket_id = None if ticket is None else ticket.id
             await _settle_inbound(session, inbound_id, "ignored", verdict.reason, ticket_id)
             reference = None if ticket is None else ticket.reference
+            logs.bind(ref=reference, message_id=mail.message_id)
             log.info(
                 "ignored ref=%s message_id=%s from=%s reason=%s",
                 reference,
@@ -345,6 +356,7 @@ class Pipeline:
         await _settle_inbound(
             session, inbound_id, received.outcome, received.reason, received.ticket.id
         )
+        logs.bind(ref=received.ticket.reference, message_id=mail.message_id)
         log.info(
             "%s ref=%s message_id=%s from=%s%s",
             {"ticket": "created", "article": "appended"}.get(received.outcome, "ignored"),

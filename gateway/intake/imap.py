@@ -155,7 +155,7 @@ class _Health:
 
     name: str
     trouble: str | None = None
-    failures: int = 0  # since start, for the tests and (later) metrics
+    failures: int = 0  # since start: reconnects, for the tests and the metrics
 
     def failing(self, what: str) -> None:
         self.failures += 1
@@ -193,6 +193,10 @@ class ImapMailbox:
         self._lost = asyncio.Event()  # set by the client when the connection drops
         self._idle_works = settings.idle  # False once a server refused IDLE
         self._news = False  # mail was announced while the last search ran
+        # Set once the first attempt is over: logged in, failed, or standing by for the
+        # daemon that holds the mailbox. The daemon is ready when every mailbox's is.
+        self.first_attempt = asyncio.Event()
+        self.standing_by = False  # another daemon reads this mailbox (PostgreSQL lock)
 
     @property
     def source(self) -> str:
@@ -233,6 +237,7 @@ class ImapMailbox:
             raise ImapError(f"SELECT {s.folder}: server sent no UIDVALIDITY")
         self._uidvalidity = int(match.group(1))
         self._client = client
+        self.first_attempt.set()
 
     @staticmethod
     async def _ensure_folder(client: aioimaplib.IMAP4, folder: str) -> None:
@@ -508,8 +513,11 @@ class ImapMailbox:
                         if not standby_logged:
                             log.info("mailbox %s: read by another daemon; standing by", name)
                             standby_logged = True
+                        self.standing_by = True
+                        self.first_attempt.set()
                         await _sleep_unless(stop, self.settings.lock_retry_seconds)
                         continue
+                    self.standing_by = False
                     if standby_logged:
                         log.info("mailbox %s: taken over from another daemon", name)
                         standby_logged = False
@@ -525,7 +533,7 @@ class ImapMailbox:
                         self.health.working()
                     await serving
                 except RECOVERABLE as exc:
-                    self.health.failing(_describe(exc))
+                    self._failed(_describe(exc))
                     await self.close()
                     flaps += 1
                     if flaps > 1:  # failed again soon after reconnecting: back off
@@ -534,7 +542,7 @@ class ImapMailbox:
                 except Exception as exc:  # a bug: keep the daemon, slow down, say it once
                     if self.health.trouble != _describe(exc):
                         log.exception("mailbox %s: unexpected error", name)
-                    self.health.failing(_describe(exc))
+                    self._failed(_describe(exc))
                     await self.close()
                     await self.lock.release()
                     await _sleep_unless(stop, min(10.0, self.settings.reconnect_max_seconds))
@@ -542,12 +550,16 @@ class ImapMailbox:
             await self.close()
             await self.lock.release()
 
+    def _failed(self, what: str) -> None:
+        self.health.failing(what)
+        self.first_attempt.set()
+
     def _retrying(self, stop: asyncio.Event) -> AsyncRetrying:
         """Capped exponential backoff with jitter; gives up only when stopping."""
 
         def note(state: RetryCallState) -> None:
             if state.outcome is not None and (exc := state.outcome.exception()) is not None:
-                self.health.failing(_describe(exc))
+                self._failed(_describe(exc))
 
         async def sleep(seconds: float) -> None:
             await _sleep_unless(stop, seconds)

@@ -1,0 +1,1 @@
+"""Observability: database probes, Prometheus metrics, /healthz and the HTTP endpoint."""
