@@ -150,7 +150,8 @@ async def run_once(gateway: Gateway) -> BurstSummary:
     finally:
         done.set()
         await relay
-    await gateway.relay.send_due()
+    with logs.message_context():  # what the relay binds per notification ends here
+        await gateway.relay.send_due()
     await gateway.relay.close()
     totals = gateway.relay.totals
     summary.sent, summary.failed = totals.sent, totals.failed
@@ -165,7 +166,8 @@ async def _relay_loop(gateway: Gateway, stop: asyncio.Event) -> None:
         gateway.outbox_wake.clear()
         timeout = gateway.settings.outbound.poll_seconds
         try:
-            await gateway.relay.send_due(stop=stop)
+            with logs.message_context():  # what the relay binds per notification ends here
+                await gateway.relay.send_due(stop=stop)
             due: datetime | None = await gateway.relay.next_due()
             if due is not None:
                 timeout = min(timeout, max(0.05, (due - gateway.relay.clock()).total_seconds()))
@@ -411,7 +413,8 @@ def _reloaded_desk(gateway: Gateway, path: Path) -> tuple[Settings, Desk, list[s
     desk = Desk(
         settings=settings, renderer=Renderer(settings.desk.templates_path, settings.desk.language)
     )
-    desk.access, desk.calendar  # noqa: B018  (built now: a problem refuses the reload)
+    # Built now, so that a problem refuses the reload instead of failing a message.
+    _ = desk.access, desk.calendar
     return settings, desk, restart
 
 
@@ -513,7 +516,8 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
         await asyncio.gather(*(listener.stop() for listener in gateway.listeners))
         await asyncio.gather(*tasks)
         # Flush: notifications the last messages queued, as far as time allows.
-        stats = await gateway.relay.send_due(until=deadline)
+        with logs.message_context():
+            stats = await gateway.relay.send_due(until=deadline)
         left = await gateway.relay.pending_count()
         log.info("stopped: %d notification(s) sent while stopping, %d left", stats.sent, left)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -245,3 +246,27 @@ async def test_healthz_fails_when_the_database_is_gone(
     finally:
         if postgresql:
             await drop_database(url)
+
+
+async def test_a_taken_http_port_is_logged_and_the_daemon_runs_on(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    taken = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    port = taken.sockets[0].getsockname()[1]
+    try:
+        gateway = await make_gateway(
+            listeners=[{"kind": "smtp", "port": 0}],
+            sections={"http": {"listen": f"127.0.0.1:{port}"}},
+        )
+        with caplog.at_level(logging.INFO, logger="gateway.app"):
+            async with daemon(gateway):
+                assert gateway.http is None
+                assert "ticket VTM-2026-000001" in await smtp_send(
+                    gateway.listeners[0].port, make_mail()
+                )
+    finally:
+        taken.close()
+        await taken.wait_closed()
+    (line,) = [m for m in caplog.messages if m.startswith("http: ")]
+    assert line.startswith(f"http: cannot listen on 127.0.0.1:{port}: ")
+    assert line.endswith("; /healthz and /metrics are off")
