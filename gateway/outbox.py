@@ -36,7 +36,9 @@ from sqlalchemy import Executable, Select, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from gateway import logs
 from gateway.config import OutboundSettings, Settings
+from gateway.domain.reference import find_reference
 from gateway.mail.compose import OutgoingMail, build_message
 from gateway.pipeline import Clock, utc_now
 from gateway.store import prepared
@@ -494,8 +496,10 @@ class Relay:
         unreachable: ConnectionFailure | None = None
         owed: list[tuple[OutboxMessage, dict[str, Any]]] = []  # results not yet written
 
+        prefix = self._settings.desk.reference_prefix
         try:
             for row in rows:
+                logs.bind(ref=find_reference(row.subject, prefix), message_id=row.message_id)
                 if (until is not None and loop.time() >= until) or (stop and stop.is_set()):
                     return False
                 error: Exception | None = unreachable

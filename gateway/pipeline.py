@@ -325,7 +325,7 @@ class Pipeline:
             list_policy=settings.access.mailing_lists,
         )
         if verdict.reason is not None:
-            ticket = await self._record_ignored(session, arrival, verdict, inbound_id)
+            ticket = await self._record_ignored(session, desk, arrival, verdict, inbound_id)
             ticket_id = None if ticket is None else ticket.id
             await _settle_inbound(session, inbound_id, "ignored", verdict.reason, ticket_id)
             reference = None if ticket is None else ticket.reference
@@ -372,8 +372,9 @@ class Pipeline:
             message_id=mail.message_id,
         )
 
+    @staticmethod
     async def _record_ignored(
-        self, session: AsyncSession, arrival: _Arrival, verdict: Verdict, inbound_id: int
+        session: AsyncSession, desk: Desk, arrival: _Arrival, verdict: Verdict, inbound_id: int
     ) -> Ticket | None:
         """What an ignored mail is kept as: a bounce on the notification it reports, an
         automatic reply as a note on its ticket; the ticket it concerns, if any."""
@@ -382,10 +383,10 @@ class Pipeline:
             report = parse_bounce(email.message_from_bytes(arrival.raw))
             if report is None:
                 return None
-            return await record_bounce(session, self._desk, report, inbound_id=inbound_id, now=now)
+            return await record_bounce(session, desk, report, inbound_id=inbound_id, now=now)
         if verdict.auto_reply:
             return await receive_auto_reply(
-                session, self._desk, arrival.mail, inbound_id=inbound_id, now=now
+                session, desk, arrival.mail, inbound_id=inbound_id, now=now
             )
         return None
 
