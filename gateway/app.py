@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,8 +29,9 @@ from gateway.observe.endpoint import build_endpoint
 from gateway.observe.http import HttpEndpoint
 from gateway.observe.metrics import Metrics
 from gateway.observe.probes import probe_database
-from gateway.outbox import Relay, Transport
+from gateway.outbox import Relay, RelayStats, Transport
 from gateway.pipeline import Clock, Pipeline, utc_now
+from gateway.relay_process import RelayProcess
 from gateway.service import Desk
 from gateway.service.timers import fire_due
 from gateway.store import migrate
@@ -60,6 +62,13 @@ class Gateway:
     reload_wanted: asyncio.Event = field(default_factory=asyncio.Event)  # set by SIGHUP
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set with READY=1
     http: HttpEndpoint | None = None  # while the daemon runs, when http.listen is set
+    # The relay as a process of its own (outbound.relay_process); None: in this one.
+    relay_process: RelayProcess | None = None
+
+    @property
+    def relay_totals(self) -> RelayStats:
+        """What was sent since the daemon started, by whichever process sends."""
+        return self.relay.totals if self.relay_process is None else self.relay_process.totals
 
     async def close(self) -> None:
         for mailbox in self.mailboxes:
@@ -97,6 +106,8 @@ def build(
         outbox_wake=wake,
         config_path=config_path,
     )
+    if settings.outbound.relay_process and config_path is not None and transport is None:
+        gateway.relay_process = RelayProcess(config_path)
     gateway.metrics.watch(gateway, clock())
     return gateway
 
@@ -127,7 +138,10 @@ async def run_once(gateway: Gateway) -> BurstSummary:
     """
     summary = BurstSummary()
     done = asyncio.Event()
-    relay = asyncio.create_task(_relay_loop(gateway, done))
+    process = gateway.relay_process
+    if process is not None:
+        await process.start()
+    relay = asyncio.create_task(_relay(gateway, done))
 
     async def drain(mailbox: ImapMailbox) -> None:
         name = mailbox.settings.name
@@ -150,13 +164,31 @@ async def run_once(gateway: Gateway) -> BurstSummary:
     finally:
         done.set()
         await relay
-    with logs.message_context():  # what the relay binds per notification ends here
-        await gateway.relay.send_due()
+    if process is not None:
+        await process.finish()  # end of its input: it sends what is due, then exits
+    else:
+        with logs.message_context():  # what the relay binds per notification ends here
+            await gateway.relay.send_due()
     await gateway.relay.close()
-    totals = gateway.relay.totals
+    totals = gateway.relay_totals
     summary.sent, summary.failed = totals.sent, totals.failed
     summary.retrying = await gateway.relay.pending_count()
     return summary
+
+
+def _relay(gateway: Gateway, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """The relay's loop: here, or the wake-ups for the relay process."""
+    if gateway.relay_process is not None:
+        return _wake_relay_process(gateway, gateway.relay_process, stop)
+    return _relay_loop(gateway, stop)
+
+
+async def _wake_relay_process(gateway: Gateway, process: RelayProcess, stop: asyncio.Event) -> None:
+    """Pass every wake-up (a transaction queued notifications) on to the relay process."""
+    while not stop.is_set():
+        await _until(gateway.outbox_wake, stop, None)
+        gateway.outbox_wake.clear()
+        process.wake()
 
 
 async def _relay_loop(gateway: Gateway, stop: asyncio.Event) -> None:
@@ -241,7 +273,7 @@ def status_line(gateway: Gateway) -> str:
     """What the daemon did since it started, for `systemctl status`."""
     counts = gateway.pipeline.counts
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
-    totals = gateway.relay.totals
+    totals = gateway.relay_totals
     taken = f"taken in {sum(counts.values())}" + (f" ({kinds})" if kinds else "")
     return f"{taken}; notifications sent {totals.sent}, failed {totals.failed}"
 
@@ -443,6 +475,8 @@ def reload_config(gateway: Gateway) -> bool:
         gateway.desk = desk
         gateway.pipeline.use_desk(desk)
         gateway.relay.reconfigure(settings)
+        if gateway.relay_process is not None:
+            gateway.relay_process.reload()
         logs.configure_logging(settings.logging)
         what = ", ".join(key.lstrip(".") for key in changed) or "nothing"
         log.info("reloaded %s: changed %s", path, what)
@@ -491,7 +525,12 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
         asyncio.create_task(m.run(stop), name=f"mailbox:{m.settings.name}")
         for m in gateway.mailboxes
     ]
-    relay = asyncio.create_task(_relay_loop(gateway, stop), name="relay")
+    process = gateway.relay_process
+    keeper: list[asyncio.Task[None]] = []
+    if process is not None:
+        await process.start()
+        keeper.append(asyncio.create_task(process.keep_running(stop), name="relay-process"))
+    relay = asyncio.create_task(_relay(gateway, stop), name="relay")
     timers = asyncio.create_task(_timer_loop(gateway, stop), name="timers")
     reloads = asyncio.create_task(_reload_loop(gateway, stop), name="reload")
     systemd: asyncio.Task[None] | None = None
@@ -510,16 +549,21 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + gateway.settings.daemon.shutdown_seconds
     log.info("stopping: finishing the message in hand")
-    tasks = [*readers, relay, timers, reloads, *([systemd] if systemd else [])]
+    tasks = [*readers, relay, timers, reloads, *keeper, *([systemd] if systemd else [])]
 
     async def wind_down() -> None:
         await asyncio.gather(*(listener.stop() for listener in gateway.listeners))
         await asyncio.gather(*tasks)
         # Flush: notifications the last messages queued, as far as time allows.
-        with logs.message_context():
-            stats = await gateway.relay.send_due(until=deadline)
+        sent = gateway.relay_totals.sent
+        if process is not None:  # it drains within the same shutdown time
+            await process.stop(patience=max(0.1, deadline - loop.time()))
+        else:
+            with logs.message_context():
+                await gateway.relay.send_due(until=deadline)
+        sent = gateway.relay_totals.sent - sent
         left = await gateway.relay.pending_count()
-        log.info("stopped: %d notification(s) sent while stopping, %d left", stats.sent, left)
+        log.info("stopped: %d notification(s) sent while stopping, %d left", sent, left)
 
     winding = asyncio.create_task(wind_down())
     try:
@@ -531,6 +575,8 @@ async def run_forever(gateway: Gateway, stop: asyncio.Event) -> None:
             task.cancel()
         await asyncio.gather(winding, *tasks, return_exceptions=True)
         gateway.relay.abort()  # no QUIT on a connection that may be mid-transaction
+        if process is not None:
+            process.kill()
     finally:
         await stop_http(gateway)
     await gateway.relay.close()

@@ -194,6 +194,10 @@ class OutboundSettings(_Credentials):
     # A claimed batch returns to the queue if its relay has not started on it after
     # this long (a crashed daemon); each row is taken over with a compare-and-set.
     claim_seconds: float = Field(default=60, gt=0)
+    # Send from a process of its own (`run` and `run --once`), so that sending gets a
+    # core of its own. Pays off on PostgreSQL with two or more cores; on SQLite the
+    # two processes queue for its single write lock instead.
+    relay_process: bool = False
 
 
 class DaemonSettings(_Section):

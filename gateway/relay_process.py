@@ -27,6 +27,7 @@ import signal
 import sys
 from pathlib import Path
 
+from gateway import logs
 from gateway.config import load_settings
 from gateway.outbox import Relay, RelayStats
 from gateway.store.db import create_engine, session_factory
@@ -141,6 +142,12 @@ class RelayProcess:
             await proc.wait()
         await self._wait_reader()
 
+    def kill(self) -> None:
+        """At once (the daemon's shutdown time is up)."""
+        if self.running:
+            assert self._proc is not None
+            self._proc.kill()
+
     async def _wait_reader(self) -> None:
         if self._reader is not None:
             with contextlib.suppress(Exception):
@@ -170,6 +177,7 @@ async def serve(config_path: Path) -> None:
     """The child: send due notifications when woken, when retries fall due, and every
     `outbound.poll_seconds` (for what the CLI queued), until stopped or input ends."""
     settings = load_settings(config_path)
+    logs.configure_logging(settings.logging)
     engine = create_engine(settings.database.url)
     relay = Relay(session_factory(engine), settings)
     stop, wake, finishing = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -184,6 +192,7 @@ async def serve(config_path: Path) -> None:
             log.error("relay process: reload refused: %s; keeping the configuration", exc)
             return
         relay.reconfigure(fresh)
+        logs.configure_logging(fresh.logging)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     listener = asyncio.create_task(_wake_on_input(wake, finishing))
@@ -192,7 +201,8 @@ async def serve(config_path: Path) -> None:
             wake.clear()
             timeout = settings.outbound.poll_seconds
             try:
-                await relay.send_due(stop=stop)
+                with logs.message_context():  # what is bound per notification ends here
+                    await relay.send_due(stop=stop)
                 due = await relay.next_due()
                 if due is not None:
                     timeout = min(timeout, max(0.05, (due - relay.clock()).total_seconds()))
@@ -207,7 +217,8 @@ async def serve(config_path: Path) -> None:
             for task in pending:
                 task.cancel()
         deadline = loop.time() + settings.daemon.shutdown_seconds
-        await relay.send_due(until=deadline if stop.is_set() else None)
+        with logs.message_context():
+            await relay.send_due(until=deadline if stop.is_set() else None)
         _report(relay)
     finally:
         listener.cancel()
@@ -216,7 +227,6 @@ async def serve(config_path: Path) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     asyncio.run(serve(Path(sys.argv[1])))
 
 

@@ -80,7 +80,7 @@ class GatewayCollector:
             "Tickets opened by mail since the daemon started.",
             value=counts.get("ticket", 0),
         )
-        totals = gateway.relay.totals
+        totals = gateway.relay_totals
         notifications = CounterMetricFamily(
             PREFIX + "notifications_total",
             "Notifications since the daemon started: sent and failed by this daemon's relay; "

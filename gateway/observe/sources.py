@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import Settings
 from gateway.intake.imap import ImapMailbox
-from gateway.outbox import Relay
+from gateway.outbox import Relay, RelayStats
 from gateway.pipeline import Pipeline
 
 
@@ -26,5 +26,7 @@ class Observed(Protocol):
     def pipeline(self) -> Pipeline: ...
     @property
     def relay(self) -> Relay: ...
+    @property
+    def relay_totals(self) -> RelayStats: ...
     @property
     def mailboxes(self) -> Sequence[ImapMailbox]: ...

@@ -9,7 +9,8 @@ import os
 import signal
 from pathlib import Path
 
-from gateway.app import Gateway, build
+from gateway.app import Gateway, build, run_forever, run_once, status_line
+from gateway.config import Settings
 from gateway.relay_process import RelayProcess
 from tests.support.mails import make_mail
 from tests.support.settings import make_settings, settings_dict, to_toml
@@ -98,3 +99,50 @@ async def test_a_relay_process_that_dies_is_started_again(
     finally:
         await relay.stop(patience=10)
         await gateway.close()
+
+
+def _daemon(db_url: str, sink: SmtpSink, tmp_path: Path) -> Gateway:
+    """A daemon configured to send from a relay process."""
+    config = settings_dict(db_url, sink_port=sink.port, sections={"http": {"listen": ""}})
+    config["outbound"]["relay_process"] = True
+    path = tmp_path / "gateway.toml"
+    path.write_text(to_toml(config))
+    return build(Settings.model_validate(config), config_path=path)
+
+
+async def test_run_once_sends_through_the_relay_process(
+    db_url: str, sink: SmtpSink, tmp_path: Path
+) -> None:
+    gateway = _daemon(db_url, sink, tmp_path)
+    try:
+        assert gateway.relay_process is not None
+        for n in range(2):
+            await gateway.pipeline.ingest(make_mail(subject=f"Storing {n}"), "test")
+        summary = await run_once(gateway)
+        assert (summary.sent, summary.failed, summary.retrying) == (2, 0, 0)
+        assert len(sink.messages) == 2
+        assert not gateway.relay_process.running
+    finally:
+        await gateway.close()
+
+
+async def test_the_daemon_wakes_its_relay_process_and_stops_it_on_shutdown(
+    db_url: str, sink: SmtpSink, tmp_path: Path
+) -> None:
+    gateway = _daemon(db_url, sink, tmp_path)
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run_forever(gateway, stop))
+    try:
+        await asyncio.wait_for(gateway.ready.wait(), 30)
+        await gateway.pipeline.ingest(make_mail(), "test")  # its commit wakes the relay
+        await sink.wait_for(1, within=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(daemon, 30)
+        await gateway.close()
+    process = gateway.relay_process
+    assert process is not None and not process.running
+    assert process._proc is not None and process._proc.returncode == 0
+    # The parent knows what the relay process sent (STATUS=, /metrics).
+    assert gateway.relay_totals.sent == 1
+    assert "notifications sent 1, failed 0" in status_line(gateway)
