@@ -105,9 +105,11 @@ def _settings(ctx: click.Context) -> Settings:
 def _with_gateway(ctx: click.Context, work: Callable[[Gateway], Awaitable[T]]) -> T:
     """Build the gateway, check the schema, run `work`, close everything."""
     settings = _settings(ctx)
+    # The file the settings came from: SIGHUP rereads it, a relay process reads it.
+    config_path = resolve_config_path(ctx.obj.get("config_path"))
 
     async def main() -> T:
-        gateway = build(settings)
+        gateway = build(settings, config_path=config_path)
         try:
             await prepare_database(gateway)
             return await work(gateway)
@@ -239,7 +241,6 @@ def run(ctx: click.Context, once: bool) -> None:
 
     async def daemon(gateway: Gateway) -> int:
         stop = asyncio.Event()
-        gateway.config_path = resolve_config_path(ctx.obj.get("config_path"))
         install_signal_handlers(stop, gateway)
         await run_forever(gateway, stop)
         return 0
