@@ -100,7 +100,9 @@ def measure(
         mailbox = bench_mailbox(account, fetch_batch=args.fetch_batch)
         # No team notices and no rate limits: every measured mail then causes exactly
         # one notification, and the check stays exact.
-        write_config(workdir, daemon_config(url, sink.port, [mailbox]))
+        config = daemon_config(url, sink.port, [mailbox])
+        config["outbound"]["relay_process"] = args.relay_process
+        write_config(workdir, config)
 
         seeds = seed_mails(args.seeds)
         account.append(*(m.raw for m in seeds))
@@ -128,6 +130,7 @@ def measure(
     return {
         "bench": "ingest",
         "backend": backend,
+        "relay_process": args.relay_process,
         "n": args.n,
         "seeds": args.seeds,
         "fetch_batch": args.fetch_batch,
@@ -165,6 +168,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="profile the timed run (pyinstrument) to PATH.<db>.txt"
     )
+    parser.add_argument(
+        "--relay-process",
+        action="store_true",
+        help="send from a relay process of its own (outbound.relay_process)",
+    )
     args = parser.parse_args()
 
     backends = args.db.split(",")
@@ -181,8 +189,9 @@ def main() -> None:
                 and c["unread_left"] == 0
                 and c["quarantined"] == 0
             )
+            label = backend + ("+relay" if args.relay_process else "")
             print(
-                f"{backend:<10} N={args.n} wall {result['wall_s']}s (fixed {result['fixed_s']}s) "
+                f"{label:<16} N={args.n} wall {result['wall_s']}s (fixed {result['fixed_s']}s) "
                 f"gross {result['gross_msgs_per_s']}/s net {result['net_msgs_per_s']}/s "
                 f"({result['net_ms_per_msg']} ms/msg) peak RSS {result['peak_rss_mib']} MiB | "
                 f"ceiling {result['ceiling_msgs_per_s']}/s -> {result['pct_of_ceiling_net']}% | "
