@@ -545,6 +545,16 @@ def memory_mib(pid: int) -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
+def children_rss_mib(pid: int) -> float:
+    """VmRSS of a process's children (a relay process of its own), in MiB."""
+    total = 0.0
+    for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in tasks.read_text().split():
+            with suppress(FileNotFoundError, ProcessLookupError, KeyError):
+                total += memory_mib(int(child))[0]
+    return total
+
+
 def cpu_jiffies() -> tuple[int, int]:
     """(busy, total) clock ticks of all cores since boot, from /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

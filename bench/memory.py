@@ -50,6 +50,7 @@ from bench.harness import (
     append_mails,
     bench_mailbox,
     bench_parser,
+    children_rss_mib,
     daemon_config,
     describe,
     dovecot_scratch,
@@ -296,10 +297,13 @@ def measure(
         db_mib = _database_mib(probe, url)
         base = probe.inbound()
         mailbox = bench_mailbox(account, idle=True, fetch_batch=args.fetch_batch)
-        write_config(workdir, daemon_config(url, sink.port, [mailbox]))
+        config = daemon_config(url, sink.port, [mailbox])
+        config["outbound"]["relay_process"] = args.relay_process
+        write_config(workdir, config)
         daemon, ready = start_ready(workdir, log, f"memory {backend}", daemons)
         time.sleep(args.idle)
         idle_start = memory_mib(daemon.pid)
+        children = [children_rss_mib(daemon.pid)]
 
         with RssSampler(daemon.pid, args.sample) as sampler:
             started = time.monotonic()
@@ -316,6 +320,7 @@ def measure(
             ingest_s = time.monotonic() - started
         time.sleep(args.idle)
         idle_end = memory_mib(daemon.pid)
+        children.append(children_rss_mib(daemon.pid))
         code, stop_s = stop_daemon(daemon)
         inbound = probe.inbound() - base
         tickets = probe.tickets()
@@ -339,6 +344,9 @@ def measure(
             "idle_after_ingest": round(idle_end[0], 1),
         },
         "hwm_mib": {"after_start": round(idle_start[1], 1), "end": round(idle_end[1], 1)},
+        "relay_process": args.relay_process,
+        # VmRSS of the daemon's child processes (the relay process), idle before and after
+        "children_rss_mib": [round(c, 1) for c in children],
         "samples": len(sampler.samples),
         "rss_trace": [  # (seconds into the ingest, MiB), about 20 of the samples
             (round(t - started, 1), round(mib, 1))
@@ -377,6 +385,11 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before a reading")
     parser.add_argument("--sample", type=float, default=0.2, help="RSS sampling interval, s")
     parser.add_argument("--batch", type=int, default=2000, help="tickets per bulk insert")
+    parser.add_argument(
+        "--relay-process",
+        action="store_true",
+        help="send from a relay process of its own (outbound.relay_process)",
+    )
     args = parser.parse_args()
     args.seeds = min(args.seeds, args.tickets)
 
@@ -399,7 +412,8 @@ def main() -> None:
                 f"{backend:<10} seeded {args.tickets} tickets in {result['seed_s']}s "
                 f"(database {result['database_mib']} MiB); ready {result['ready_s']}s | "
                 f"VmRSS MiB: idle {rss['idle_after_start']}, ingesting max {rss['ingest_max']}, "
-                f"idle after {rss['idle_after_ingest']}; VmHWM {result['hwm_mib']['end']} | "
+                f"idle after {rss['idle_after_ingest']}; VmHWM {result['hwm_mib']['end']}; "
+                f"children {result['children_rss_mib']} | "
                 f"{args.n} mails in {result['ingest_s']}s ({result['msgs_per_s']}/s) | "
                 f"SIGTERM exit {result['stop']['exit']} in {result['stop']['seconds']}s | "
                 f"check {'OK' if ok else 'MISMATCH'} {c}"
