@@ -166,8 +166,9 @@ class RelayProcess:
 def _report(relay: Relay) -> None:
     totals = relay.totals
     line = {"sent": totals.sent, "retried": totals.retried, "failed": totals.failed}
-    sys.stdout.write(json.dumps(line) + "\n")
-    sys.stdout.flush()
+    with contextlib.suppress(OSError):  # the daemon is gone: its input ends next
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
 
 
 async def _wake_on_input(wake: asyncio.Event, finishing: asyncio.Event) -> None:
@@ -188,12 +189,14 @@ async def serve(config_path: Path) -> None:
     logs.configure_logging(settings.logging)
     engine = create_engine(settings.database.url)
     relay = Relay(session_factory(engine), settings)
+    outbound, daemon = settings.outbound, settings.daemon  # reload may change them
     stop, wake, finishing = asyncio.Event(), asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
 
     def reload() -> None:
+        nonlocal outbound, daemon
         try:
             fresh = load_settings(config_path)
         except Exception as exc:  # a bad file: keep sending with what we have
@@ -201,13 +204,14 @@ async def serve(config_path: Path) -> None:
             return
         relay.reconfigure(fresh)
         logs.configure_logging(fresh.logging)
+        outbound, daemon = fresh.outbound, fresh.daemon
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     listener = asyncio.create_task(_wake_on_input(wake, finishing))
     try:
         while not stop.is_set() and not finishing.is_set():
             wake.clear()
-            timeout = settings.outbound.poll_seconds
+            timeout = outbound.poll_seconds
             try:
                 with logs.message_context():  # what is bound per notification ends here
                     await relay.send_due(stop=stop)
@@ -224,7 +228,7 @@ async def serve(config_path: Path) -> None:
             )
             for task in pending:
                 task.cancel()
-        deadline = loop.time() + settings.daemon.shutdown_seconds
+        deadline = loop.time() + daemon.shutdown_seconds
         with logs.message_context():
             await relay.send_due(until=deadline if stop.is_set() else None)
         _report(relay)
