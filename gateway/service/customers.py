@@ -194,7 +194,13 @@ class _Incoming:
         return [a for a in (*mail.to, *mail.cc) if a not in exclude and a != mail.sender]
 
     async def article(
-        self, session: AsyncSession, ticket: Ticket, kind: str = "customer", public: bool = True
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        kind: str = "customer",
+        public: bool = True,
+        *,
+        counted: bool = False,
     ) -> Article:
         mail = self.mail
         return await add_article(
@@ -211,6 +217,7 @@ class _Incoming:
             message_id=mail.message_id,
             inbound_id=self.inbound_id,
             auth=self.auth,
+            counted=counted,
         )
 
 
@@ -278,9 +285,10 @@ async def _new_ticket(
         link_reason=link_reason,
         first_line=next((line for line in mail.new_text.splitlines() if line.strip()), ""),
         organisation=customer.organisation,
+        with_article=True,
     )
     add_participants(session, ticket, incoming.others(exclude), known=[], exclude=exclude)
-    created = await incoming.article(session, ticket)
+    created = await incoming.article(session, ticket, counted=True)
     await notify(
         session,
         desk,

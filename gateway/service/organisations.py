@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain.access import domain_of
@@ -169,23 +169,31 @@ class Customer:
         return self.contact is not None or self.organisation is not None
 
 
-_CONTACT = select(Contact).where(Contact.address == bindparam("address"))
-_ORGANISATION_OF_DOMAIN = (
-    select(Organisation)
-    .join(OrganisationDomain, OrganisationDomain.organisation_id == Organisation.id)
+_ONE_ROW = select(literal(1).label("one")).subquery()
+_DOMAIN_ORGANISATION = (
+    select(OrganisationDomain.organisation_id)
     .where(OrganisationDomain.domain == bindparam("domain"))
+    .scalar_subquery()
+)
+# The contact (if any) and the organisation: the contact's own, else its domain's; one
+# look-up, on the path of every new ticket.
+_CUSTOMER = (
+    select(Contact, Organisation)
+    .select_from(_ONE_ROW)
+    .outerjoin(Contact, Contact.address == bindparam("address"))
+    .outerjoin(
+        Organisation,
+        Organisation.id == func.coalesce(Contact.organisation_id, _DOMAIN_ORGANISATION),
+    )
 )
 
 
 async def customer_for(session: AsyncSession, address: str) -> Customer:
     """The sender's contact and organisation: the contact's own, else by mail domain."""
-    contact = await session.scalar(_CONTACT, {"address": address})
-    org: Organisation | None = None
-    if contact is not None and contact.organisation_id is not None:
-        org = await session.get(Organisation, contact.organisation_id)
-    if org is None:
-        org = await session.scalar(_ORGANISATION_OF_DOMAIN, {"domain": domain_of(address)})
-    return Customer(contact=contact, organisation=org)
+    row = (
+        await session.execute(_CUSTOMER, {"address": address, "domain": domain_of(address)})
+    ).one()
+    return Customer(contact=row[0], organisation=row[1])
 
 
 async def contact_organisation(session: AsyncSession, address: str) -> Organisation | None:

@@ -138,7 +138,10 @@ async def add_article(
     public: bool = True,
     full_body: str | None = None,
     auth: str | None = None,
+    counted: bool = False,
 ) -> Article:
+    """An article on the ticket, counted on it (`counted`: the ticket's own INSERT
+    already counted it, see open_ticket)."""
     article = Article(
         ticket_id=ticket.id,
         direction=direction,
@@ -154,6 +157,8 @@ async def add_article(
         auth=auth,
     )
     await prepared.add(session, article)
+    if counted:
+        return article
     # The ticket's counter in the same way; the loaded ticket is told, not flushed.
     await prepared.execute(session, _COUNT_ARTICLE, {"ticket_id": ticket.id, "now": now})
     set_committed_value(ticket, "article_count", ticket.article_count + 1)
@@ -232,6 +237,7 @@ async def open_ticket(
     by: str = SYSTEM,
     first_line: str = "",
     organisation: Organisation | None = None,
+    with_article: bool = False,
 ) -> Ticket:
     """A new ticket: its reference, cleaned subject, category (named by the customer at
     the start of the subject or `first_line`, else the team's default), its customer's
@@ -252,7 +258,8 @@ async def open_ticket(
         linked_ticket_id=None if linked_to is None else linked_to.id,
         created_at=now,
         updated_at=now,
-        article_count=0,
+        # The article the caller adds next (with counted=True), counted in this INSERT.
+        article_count=1 if with_article else 0,
         priority_overridden=False,
         organisation_id=None if organisation is None else organisation.id,
         sla_stopped_seconds=0,
