@@ -35,6 +35,7 @@ from gateway.service.bounces import record_bounce
 from gateway.service.customers import receive_auto_reply
 from gateway.service.organisations import HeldForReview
 from gateway.store import prepared
+from gateway.store.db import dialect_of
 from gateway.store.models import InboundMessage, MailboxUid, QuarantinedMessage, Ticket
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class UidSeen:
     async def record(self, session: AsyncSession, outcome: Outcome, now: datetime) -> None:
         await prepared.execute(
             session,
-            prepared.insert_or_skip(prepared.dialect_of(session), MailboxUid),
+            prepared.insert_or_skip(dialect_of(session), MailboxUid),
             {
                 "mailbox": self.mailbox,
                 "uidvalidity": self.uidvalidity,
@@ -277,7 +278,7 @@ class Pipeline:
     @staticmethod
     async def _insert_inbound(session: AsyncSession, arrival: _Arrival) -> int | None:
         """The new inbound row's id; None when a twin is in the table already."""
-        stmt = prepared.insert_or_skip(prepared.dialect_of(session), InboundMessage, "id")
+        stmt = prepared.insert_or_skip(dialect_of(session), InboundMessage, "id")
         values = arrival.inbound_values("ignored")
         inbound_id: int | None = (await prepared.execute(session, stmt, values)).scalar()
         return inbound_id

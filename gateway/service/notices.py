@@ -20,6 +20,7 @@ from gateway.mail.parse import ParsedMail
 from gateway.service.desk import MAX_REFERENCES, Desk
 from gateway.service.tickets import participants_of
 from gateway.store import prepared
+from gateway.store.db import dialect_of
 from gateway.store.models import Article, OutboxMessage, Ticket
 
 
@@ -208,7 +209,7 @@ async def notify(
     if not rows:
         return []
     # The same event from the same source is written once, however often it is decided.
-    stmt = _write_outbox(prepared.dialect_of(session))
+    stmt = _write_outbox(dialect_of(session))
     return list((await prepared.execute(session, stmt, rows)).scalars())
 
 

@@ -26,6 +26,7 @@ from gateway.domain.sla import (
 from gateway.service.desk import Desk
 from gateway.service.organisations import own_targets
 from gateway.store import prepared
+from gateway.store.db import dialect_of
 from gateway.store.models import Organisation, Ticket, Timer
 
 FIRST_RESPONSE_KINDS = ("first_response_warning", "first_response_breach")
@@ -93,7 +94,7 @@ async def _arm(
         if at is not None
     ]
     if due:
-        await prepared.execute(session, _set_timers(prepared.dialect_of(session)), due)
+        await prepared.execute(session, _set_timers(dialect_of(session)), due)
 
 
 @functools.cache

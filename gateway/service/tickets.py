@@ -17,6 +17,7 @@ from gateway.domain.workflow import Actor, InvalidTransition, check_transition
 from gateway.service.desk import SYSTEM, Desk, StatusRefused, UnknownTicket
 from gateway.service.sla import start_clock, status_changed
 from gateway.store import prepared
+from gateway.store.db import dialect_of
 from gateway.store.models import (
     Article,
     HistoryEntry,
@@ -41,7 +42,7 @@ async def next_reference(session: AsyncSession, prefix: str, year: int) -> str:
     """The next free reference for a year; one atomic statement, safe under concurrency."""
     result = await prepared.execute(
         session,
-        _count_up(prepared.dialect_of(session)),
+        _count_up(dialect_of(session)),
         {"prefix": prefix, "year": year, "last": 1},
     )
     return format_reference(prefix, year, result.scalar_one())

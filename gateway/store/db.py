@@ -64,15 +64,21 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
 def is_postgresql(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+    return dialect_of(session) == "postgresql"
+
+
+def insert_for(dialect: str) -> Any:
+    """The dialect's INSERT construct, which knows ON CONFLICT (SQLite and PostgreSQL)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def dialect_insert(session: AsyncSession) -> Any:
-    """The dialect's INSERT construct, which knows ON CONFLICT (SQLite and PostgreSQL)."""
-    if is_postgresql(session):
-        return postgresql.insert
-    return sqlite.insert
+    return insert_for(dialect_of(session))
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

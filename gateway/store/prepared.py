@@ -20,12 +20,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Executable, Table, insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql, sqlite  # the INSERT types
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
+from gateway.store.db import insert_for
 from gateway.store.models import Base
 
 
@@ -33,13 +34,10 @@ def table_of(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-def dialect_of(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
-
-
 def upsert(dialect: str, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
     """The dialect's INSERT for `model`'s table, which knows ON CONFLICT."""
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table_of(model))
+    stmt: postgresql.Insert | sqlite.Insert = insert_for(dialect)(table_of(model))
+    return stmt
 
 
 @functools.cache
