@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.store.models import (
+    OUTBOX_WAITING_STATES,
     InboundMessage,
     MailboxUid,
     OutboxMessage,
@@ -45,7 +46,6 @@ from tests.support.dovecot import Dovecot, ImapAccount, free_port
 from tests.support.settings import imap_mailbox, settings_dict, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
-WAITING = ("pending", "claimed", "sending")
 # Seconds of mail, not days: with the rate limits on, the many answers to one customer
 # within seconds would rightly be held back. Off, so every decided answer is sent.
 NO_RATE_LIMITS = {"per_ticket_10_minutes": 0, "per_ticket_hour": 0, "per_recipient_day": 0}
@@ -324,7 +324,9 @@ class Probe:
     def waiting(self) -> int:
         """Outbox rows the relay still has to act on."""
         return self.scalar(
-            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state.in_(WAITING))
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.state.in_(OUTBOX_WAITING_STATES))
         )
 
 

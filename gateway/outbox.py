@@ -43,12 +43,11 @@ from gateway.mail.compose import OutgoingMail, build_message
 from gateway.pipeline import Clock, utc_now
 from gateway.store import prepared
 from gateway.store.db import is_postgresql
-from gateway.store.models import OUTBOX_WAITING, OutboxMessage
+from gateway.store.models import OUTBOX_STATES, OUTBOX_WAITING, OutboxMessage
 
 log = logging.getLogger(__name__)
 
-WAITING = ("pending", "claimed", "sending")  # states the relay still has to act on
-STATES = ("pending", "claimed", "sending", "sent", "failed", "unknown", "suppressed")
+STATES = OUTBOX_STATES
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
 

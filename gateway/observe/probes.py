@@ -18,12 +18,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.domain.model import Status
-from gateway.store.models import OUTBOX_WAITING, OutboxMessage, QuarantinedMessage, Ticket
+from gateway.store.models import (
+    OUTBOX_STATES,
+    OUTBOX_WAITING,
+    OUTBOX_WAITING_STATES,
+    OutboxMessage,
+    QuarantinedMessage,
+    Ticket,
+)
 
 PROBE_SECONDS = 5.0  # a database that does not answer SELECT 1 within this is unreachable
 # Every outbox state but `sent` (the bulk of the table): what is still or no longer owed.
-OPEN_STATES = ("pending", "claimed", "sending", "failed", "unknown", "suppressed")
-WAITING_STATES = ("pending", "claimed", "sending")
+OPEN_STATES = tuple(state for state in OUTBOX_STATES if state != "sent")
+WAITING_STATES = OUTBOX_WAITING_STATES
 _RUNNING_STATUSES = tuple(s.value for s in Status if s is not Status.CLOSED)
 
 

@@ -342,7 +342,11 @@ class DeskSecret(Base):
     created_at: Mapped[datetime]
 
 
-OUTBOX_WAITING = "state IN ('pending', 'claimed', 'sending')"
+# A notification's states (see OutboxMessage.state); the relay still acts on the first
+# three. OUTBOX_WAITING says so in SQL, word for word as the partial index has it.
+OUTBOX_STATES = ("pending", "claimed", "sending", "sent", "failed", "unknown", "suppressed")
+OUTBOX_WAITING_STATES = OUTBOX_STATES[:3]
+OUTBOX_WAITING = "state IN (" + ", ".join(f"'{s}'" for s in OUTBOX_WAITING_STATES) + ")"
 
 
 class OutboxMessage(Base):
