@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, TemplateError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -419,20 +418,6 @@ def _restart_kept(running: Settings, wanted: Settings) -> tuple[Settings, list[s
     return Settings.model_validate(values), restart
 
 
-def check_templates(path: Path, language: str) -> None:
-    """Every template under `path` compiles, and there are some for `language`."""
-    environment = Environment(loader=FileSystemLoader(str(path)), autoescape=True)
-    names = environment.list_templates()
-    if not any(name.startswith(f"{language}/") for name in names):
-        raise ValueError(f"templates {path}: none for desk.language {language!r}")
-    for name in names:
-        try:
-            environment.get_template(name)
-        except TemplateError as exc:
-            line = getattr(exc, "lineno", None)
-            raise ValueError(f"template {name}{f':{line}' if line else ''}: {exc}") from exc
-
-
 def _reloaded_desk(gateway: Gateway, path: Path) -> tuple[Settings, Desk, list[str]]:
     """The settings and desk a reload switches to, built and checked up front; raises
     ValueError (or ConfigError) saying why not."""
@@ -441,10 +426,9 @@ def _reloaded_desk(gateway: Gateway, path: Path) -> tuple[Settings, Desk, list[s
         settings, restart = _restart_kept(gateway.settings, wanted)
     except ValidationError as exc:
         raise ValueError("; ".join(describe_errors(exc))) from exc
-    check_templates(settings.desk.templates_path, settings.desk.language)
-    desk = Desk(
-        settings=settings, renderer=Renderer(settings.desk.templates_path, settings.desk.language)
-    )
+    renderer = Renderer(settings.desk.templates_path, settings.desk.language)
+    renderer.check()
+    desk = Desk(settings=settings, renderer=renderer)
     # Built now, so that a problem refuses the reload instead of failing a message.
     _ = desk.access, desk.calendar
     return settings, desk, restart

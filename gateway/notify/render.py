@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
 
 
 class TemplateMissing(Exception):
@@ -40,6 +40,21 @@ class Renderer:
         self._text = Environment(autoescape=False, **common)
         self._html = Environment(autoescape=True, **common)
         self._fallback = fallback_language
+
+    def check(self) -> None:
+        """Every template compiles, in the environment that will render it, and there
+        are some for the desk's language; ValueError saying which one fails. Compiled
+        templates stay cached."""
+        names = self._text.list_templates()
+        if not any(name.startswith(f"{self._fallback}/") for name in names):
+            raise ValueError(f"templates: none for desk.language {self._fallback!r}")
+        for name in names:
+            environment = self._html if name.endswith(".html") else self._text
+            try:
+                environment.get_template(name)
+            except TemplateError as exc:
+                line = getattr(exc, "lineno", None)
+                raise ValueError(f"template {name}{f':{line}' if line else ''}: {exc}") from exc
 
     def _language(self, event: str, language: str) -> str:
         for candidate in (language, self._fallback):
