@@ -28,7 +28,7 @@ from gateway.observe.endpoint import build_endpoint
 from gateway.observe.http import HttpEndpoint
 from gateway.observe.metrics import Metrics
 from gateway.observe.probes import probe_database
-from gateway.outbox import Relay, RelayStats, Transport
+from gateway.outbox import Relay, RelayStats, Transport, relay_rounds
 from gateway.pipeline import Clock, Pipeline, utc_now
 from gateway.relay_process import RelayProcess
 from gateway.service import Desk
@@ -192,31 +192,12 @@ async def _wake_relay_process(gateway: Gateway, process: RelayProcess, stop: asy
 
 async def _relay_loop(gateway: Gateway, stop: asyncio.Event) -> None:
     """Send notifications as they are queued and when retries fall due, until stopped."""
-    failing = False
-    while not stop.is_set():
-        gateway.outbox_wake.clear()
-        timeout = gateway.settings.outbound.poll_seconds
-        try:
-            with logs.message_context():  # what the relay binds per notification ends here
-                await gateway.relay.send_due(stop=stop)
-            due: datetime | None = await gateway.relay.next_due()
-            if due is not None:
-                timeout = min(timeout, max(0.05, (due - gateway.relay.clock()).total_seconds()))
-            failing = False
-        except Exception as exc:  # the relay must outlive a database hiccup
-            if not failing:
-                log.exception("outbox relay: %s; retrying", exc)
-            failing = True
-            timeout = 5.0
-        waiters = [
-            asyncio.ensure_future(gateway.outbox_wake.wait()),
-            asyncio.ensure_future(stop.wait()),
-        ]
-        _done, pending = await asyncio.wait(
-            waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
-            task.cancel()
+    await relay_rounds(
+        gateway.relay,
+        gateway.outbox_wake,
+        stop,
+        poll_seconds=lambda: gateway.settings.outbound.poll_seconds,
+    )
 
 
 async def fire_timers(gateway: Gateway) -> int:

@@ -564,6 +564,44 @@ class Relay:
             )
 
 
+async def relay_rounds(
+    relay: Relay,
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    *,
+    poll_seconds: Callable[[], float],
+    ended: Callable[[], bool] = lambda: False,
+    after_round: Callable[[], None] = lambda: None,
+) -> None:
+    """Send what is due, then wait for `wake` (notifications were queued), the next
+    retry or `poll_seconds` (what other processes queued); until `stop` is set or
+    `ended()`. A failing round (the database is down) is logged once per streak and
+    tried again every 5 s: the relay outlives a database hiccup."""
+    failing = False
+    while not stop.is_set() and not ended():
+        wake.clear()
+        timeout = poll_seconds()
+        try:
+            with logs.message_context():  # what the relay binds per notification ends here
+                await relay.send_due(stop=stop)
+            due = await relay.next_due()
+            if due is not None:
+                timeout = min(timeout, max(0.05, (due - relay.clock()).total_seconds()))
+            failing = False
+        except Exception as exc:
+            if not failing:
+                log.exception("outbox relay: %s; retrying", exc)
+            failing = True
+            timeout = 5.0
+        after_round()
+        waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+        _done, pending = await asyncio.wait(
+            waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+
+
 class NotRetryable(Exception):
     """The notification does not exist or is already on its way."""
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from gateway import logs
 from gateway.config import load_settings
-from gateway.outbox import Relay, RelayStats
+from gateway.outbox import Relay, RelayStats, relay_rounds
 from gateway.store.db import create_engine, session_factory
 
 log = logging.getLogger(__name__)
@@ -209,25 +209,14 @@ async def serve(config_path: Path) -> None:
     loop.add_signal_handler(signal.SIGHUP, reload)
     listener = asyncio.create_task(_wake_on_input(wake, finishing))
     try:
-        while not stop.is_set() and not finishing.is_set():
-            wake.clear()
-            timeout = outbound.poll_seconds
-            try:
-                with logs.message_context():  # what is bound per notification ends here
-                    await relay.send_due(stop=stop)
-                due = await relay.next_due()
-                if due is not None:
-                    timeout = min(timeout, max(0.05, (due - relay.clock()).total_seconds()))
-            except Exception as exc:  # outlive a database hiccup, as the daemon's relay
-                log.error("relay process: %s; retrying", exc)
-                timeout = 5.0
-            _report(relay)
-            waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
-            _done, pending = await asyncio.wait(
-                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in pending:
-                task.cancel()
+        await relay_rounds(
+            relay,
+            wake,
+            stop,
+            poll_seconds=lambda: outbound.poll_seconds,
+            ended=finishing.is_set,
+            after_round=lambda: _report(relay),
+        )
         deadline = loop.time() + daemon.shutdown_seconds
         with logs.message_context():
             await relay.send_due(until=deadline if stop.is_set() else None)
