@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from gateway.observe import timing
 from gateway.observe.probes import (
     OPEN_STATES,
     PROBE_SECONDS,
@@ -152,7 +151,7 @@ class Metrics:
         """Collect `gateway`'s figures and time its pipeline's messages."""
         self._collector = GatewayCollector(gateway, started_at)
         self.registry.register(self._collector)
-        timing.register(gateway.pipeline, self.processing)
+        gateway.pipeline.timed = self.processing.observe
 
     async def render(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition for a scrape (Prometheus text, or OpenMetrics when asked for)
