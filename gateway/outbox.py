@@ -32,7 +32,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosmtplib
-from sqlalchemy import Executable, Select, bindparam, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    TextClause,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -286,13 +296,19 @@ def _record_attempt(columns: tuple[str, ...]) -> Executable:
     )
 
 
+def due(now: datetime) -> tuple[TextClause | ColumnElement[bool], ...]:
+    """The conditions of a notification due now: pending, or claimed by a relay whose
+    claim ran out (a `sending` one is not resent by itself); in the words of the
+    partial index ix_outbox_waiting."""
+    return (_WAITING, OutboxMessage.state != "sending", OutboxMessage.next_attempt_at <= now)
+
+
 def due_rows(now: datetime, limit: int) -> Select[OutboxMessage]:
-    """The notifications due now, longest due first: pending, or claimed by a relay
-    whose claim ran out (a `sending` one is not resent by itself). In the order of the
-    partial index, which SQLite then reads instead of the whole outbox."""
+    """The notifications due now, longest due first: in the order of the partial index,
+    which SQLite then reads instead of the whole outbox."""
     return (
         select(OutboxMessage)
-        .where(_WAITING, OutboxMessage.state != "sending", OutboxMessage.next_attempt_at <= now)
+        .where(*due(now))
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
         .limit(limit)
     )

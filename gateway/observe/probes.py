@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.domain.model import Status
+from gateway.outbox import due
 from gateway.store.models import (
     OUTBOX_STATES,
-    OUTBOX_WAITING,
     OUTBOX_WAITING_STATES,
     OutboxMessage,
     QuarantinedMessage,
@@ -98,14 +98,7 @@ async def outbox_summary(session: AsyncSession, now: datetime) -> OutboxSummary:
     )
     for state, count in rows:
         counts[state] = int(count)
-    # Due as the relay sees it (outbox.due_rows): the words of the partial index.
-    oldest = await session.scalar(
-        select(func.min(OutboxMessage.next_attempt_at)).where(
-            text(OUTBOX_WAITING),
-            OutboxMessage.state != "sending",
-            OutboxMessage.next_attempt_at <= now,
-        )
-    )
+    oldest = await session.scalar(select(func.min(OutboxMessage.next_attempt_at)).where(*due(now)))
     return OutboxSummary(counts, oldest)
 
 
