@@ -36,6 +36,7 @@ from gateway.service.timers import fire_due
 from gateway.store import migrate
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import Timer
+from gateway.waits import until
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def _relay(gateway: Gateway, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
 async def _wake_relay_process(gateway: Gateway, process: RelayProcess, stop: asyncio.Event) -> None:
     """Pass every wake-up (a transaction queued notifications) on to the relay process."""
     while not stop.is_set():
-        await _until(gateway.outbox_wake, stop, None)
+        await until(stop, None, gateway.outbox_wake)
         gateway.outbox_wake.clear()
         process.wake()
 
@@ -230,8 +231,7 @@ async def _timer_loop(gateway: Gateway, stop: asyncio.Event) -> None:
             if not failing:
                 log.exception("timers: %s; retrying", exc)
             failing = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout)
+        await until(stop, timeout)
 
 
 def sd_notify(state: str) -> None:
@@ -280,22 +280,11 @@ async def _systemd_loop(gateway: Gateway, stop: asyncio.Event) -> None:
         if status != last_status:
             sd_notify(f"STATUS={status}")
             last_status = status
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await until(stop, interval)
 
 
 READY_DATABASE_RETRY_MAX = 10.0  # seconds between SELECT 1 attempts while not ready
 READY_MAILBOX_MAX = 60.0  # never wait longer than this for the mailboxes' first logins
-
-
-async def _until(event: asyncio.Event, stop: asyncio.Event, seconds: float | None) -> None:
-    """Until `event` or `stop` is set, or `seconds` have passed (None: no limit)."""
-    waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())}
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 async def wait_until_ready(gateway: Gateway, stop: asyncio.Event) -> bool:
@@ -313,7 +302,7 @@ async def wait_until_ready(gateway: Gateway, stop: asyncio.Event) -> bool:
         if probe.error != trouble:
             log.error("not ready: database unreachable: %s; retrying", probe.error)
             trouble = probe.error
-        await _until(asyncio.Event(), stop, delay)
+        await until(stop, delay)
         delay = min(delay * 2, READY_DATABASE_RETRY_MAX)
     if stop.is_set():
         return False
@@ -324,7 +313,7 @@ async def wait_until_ready(gateway: Gateway, stop: asyncio.Event) -> bool:
     patience = min(READY_MAILBOX_MAX, max(timeouts, default=0))
     deadline = loop.time() + patience
     for mailbox in gateway.mailboxes:
-        await _until(mailbox.first_attempt, stop, max(0.0, deadline - loop.time()))
+        await until(stop, max(0.0, deadline - loop.time()), mailbox.first_attempt)
         if stop.is_set():
             return False
     for mailbox in gateway.mailboxes:
@@ -460,7 +449,7 @@ async def _reload_loop(gateway: Gateway, stop: asyncio.Event) -> None:
     """Reload on each SIGHUP, one at a time, until stopped (systemd is told RELOADING=1
     and READY=1 again afterwards)."""
     while not stop.is_set():
-        await _until(gateway.reload_wanted, stop, None)
+        await until(stop, None, gateway.reload_wanted)
         if stop.is_set():
             break
         gateway.reload_wanted.clear()

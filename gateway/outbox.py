@@ -54,6 +54,7 @@ from gateway.pipeline import Clock, utc_now
 from gateway.store import prepared
 from gateway.store.db import is_postgresql
 from gateway.store.models import OUTBOX_STATES, OUTBOX_WAITING, OutboxMessage
+from gateway.waits import until
 
 log = logging.getLogger(__name__)
 
@@ -610,12 +611,7 @@ async def relay_rounds(
             failing = True
             timeout = 5.0
         after_round()
-        waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-        _done, pending = await asyncio.wait(
-            waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
-            task.cancel()
+        await until(stop, timeout, wake)
 
 
 class NotRetryable(Exception):

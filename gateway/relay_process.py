@@ -31,6 +31,7 @@ from gateway import logs
 from gateway.config import load_settings
 from gateway.outbox import Relay, RelayStats, relay_rounds
 from gateway.store.db import create_engine, session_factory
+from gateway.waits import until
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,7 @@ class RelayProcess:
                 self._proc.returncode,
             )
             await self._wait_reader()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RESTART_SECONDS)
+            await until(stop, RESTART_SECONDS)
             if not stop.is_set():
                 self.restarts += 1
                 await self.start()

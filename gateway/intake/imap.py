@@ -35,6 +35,7 @@ from gateway.config import MailboxSettings
 from gateway.pipeline import Pipeline, TemporaryFailure, UidSeen
 from gateway.store.locks import LockLost, MailboxLock
 from gateway.store.models import MailboxUid
+from gateway.waits import until
 
 log = logging.getLogger(__name__)
 
@@ -438,7 +439,7 @@ class ImapMailbox:
         if client is not None and self._idle_works and client.has_capability("IDLE"):
             await self._idle(client, stop)
             return
-        await _sleep_unless(stop, self.settings.poll_seconds)
+        await until(stop, self.settings.poll_seconds)
 
     async def _idle(self, client: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
         renew = self.settings.idle_renew_seconds
@@ -515,7 +516,7 @@ class ImapMailbox:
                             standby_logged = True
                         self.standing_by = True
                         self.first_attempt.set()
-                        await _sleep_unless(stop, self.settings.lock_retry_seconds)
+                        await until(stop, self.settings.lock_retry_seconds)
                         continue
                     self.standing_by = False
                     if standby_logged:
@@ -538,14 +539,14 @@ class ImapMailbox:
                     flaps += 1
                     if flaps > 1:  # failed again soon after reconnecting: back off
                         delay = min(2.0 ** (flaps - 1), self.settings.reconnect_max_seconds)
-                        await _sleep_unless(stop, delay)
+                        await until(stop, delay)
                 except Exception as exc:  # a bug: keep the daemon, slow down, say it once
                     if self.health.trouble != _describe(exc):
                         log.exception("mailbox %s: unexpected error", name)
                     self._failed(_describe(exc))
                     await self.close()
                     await self.lock.release()
-                    await _sleep_unless(stop, min(10.0, self.settings.reconnect_max_seconds))
+                    await until(stop, min(10.0, self.settings.reconnect_max_seconds))
         finally:
             await self.close()
             await self.lock.release()
@@ -562,7 +563,7 @@ class ImapMailbox:
                 self._failed(_describe(exc))
 
         async def sleep(seconds: float) -> None:
-            await _sleep_unless(stop, seconds)
+            await until(stop, seconds)
 
         return AsyncRetrying(
             retry=retry_if_exception_type(RECOVERABLE),
@@ -576,8 +577,3 @@ class ImapMailbox:
 
 def _quoted(folder: str) -> str:
     return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
