@@ -377,7 +377,9 @@ def run_cli(
     """Run the CLI once and wait; (wall seconds, the child's peak RSS in MiB, stdout)."""
     out_path, err_path = workdir / "cli.out", workdir / "cli.err"
     python = [sys.executable]
-    if profile is not None:
+    if profile is not None and profile.suffix == ".pstats":
+        python += ["-m", "cProfile", "-o", str(profile)]
+    elif profile is not None:
         python += ["-m", "pyinstrument", "-r", "text", "-o", str(profile)]
     start = time.perf_counter()
     with out_path.open("wb") as out, err_path.open("wb") as err:
@@ -394,6 +396,8 @@ def run_cli(
     if code != 0:
         failed = f"ticket-gateway {' '.join(args)} failed ({code})"
         raise BenchError(f"{failed}:\n{err_path.read_text()}")
+    cpu = f"cpu user {usage.ru_utime:.2f}s sys {usage.ru_stime:.2f}s"
+    print(f"{' '.join(args)}: {cpu} wall {wall:.2f}s", file=sys.stderr)
     return wall, usage.ru_maxrss / 1024, out_path.read_text()
 
 

@@ -116,7 +116,8 @@ def measure(
         append_s = time.perf_counter() - t0
 
         calib = cpu_calibration()
-        profile = args.profile.with_suffix(f".{backend}.txt") if args.profile else None
+        suffix = ".pstats" if args.profile and args.profile.suffix == ".pstats" else ".txt"
+        profile = args.profile.with_suffix(f".{backend}{suffix}") if args.profile else None
         wall, rss, out = run_cli(workdir, "run", "--once", profile=profile)
         counts = db_counts(url, args.seeds)
         ids = sink.message_ids()
