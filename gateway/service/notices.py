@@ -79,16 +79,23 @@ _ANSWERS_ON_TICKET = select(
     _OUTBOX.c.ticket_id == bindparam("ticket_id"),
     _OUTBOX.c.created_at >= bindparam("hour_ago"),
 )
-# Automatic answers to each of some recipients in the last day.
-_ANSWERS_TO_RECIPIENTS = (
-    select(_OUTBOX.c.recipient, func.count())
-    .where(
-        *_AUTOMATIC,
-        _OUTBOX.c.recipient.in_(bindparam("recipients", expanding=True)),
-        _OUTBOX.c.created_at >= bindparam("day_ago"),
+
+
+@functools.cache
+def _answers_to_recipients(count: int) -> Executable:
+    """Automatic answers to each of `count` recipients (r0, r1, …) in the last day: one
+    statement per count, so each compiles once (an expanding IN list is compiled anew
+    for every execution)."""
+    listed = [bindparam(f"r{i}", type_=_OUTBOX.c.recipient.type) for i in range(count)]
+    return (
+        select(_OUTBOX.c.recipient, func.count())
+        .where(
+            *_AUTOMATIC,
+            _OUTBOX.c.recipient.in_(listed),
+            _OUTBOX.c.created_at >= bindparam("day_ago"),
+        )
+        .group_by(_OUTBOX.c.recipient)
     )
-    .group_by(_OUTBOX.c.recipient)
-)
 
 
 async def _over_limits(
@@ -122,10 +129,11 @@ async def _over_limits(
         hour, ten_minutes = int(counts[0]), int(counts[1])
     per_recipient: dict[str, int] = {}
     if limits.per_recipient_day and recipients:
+        listed = {f"r{i}": recipient for i, recipient in enumerate(recipients)}
         rows = await prepared.execute(
             session,
-            _ANSWERS_TO_RECIPIENTS,
-            {"recipients": recipients, "day_ago": now - timedelta(days=1)},
+            _answers_to_recipients(len(listed)),
+            {**listed, "day_ago": now - timedelta(days=1)},
         )
         per_recipient = {row[0]: int(row[1]) for row in rows}
     over: dict[str, str] = {}

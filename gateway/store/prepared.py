@@ -21,12 +21,13 @@ from typing import Any, cast
 
 from sqlalchemy import Executable, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite  # the INSERT types
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
+from gateway.store import direct
 from gateway.store.db import insert_for
+from gateway.store.direct import Rows
 from gateway.store.models import Base
 
 
@@ -80,7 +81,6 @@ async def execute(
     session: AsyncSession,
     stmt: Executable,
     params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-) -> CursorResult[*tuple[Any, ...]]:
-    """Run a prebuilt Core statement on the session's connection (its transaction)."""
-    connection = await session.connection()
-    return await connection.execute(stmt, params)
+) -> Rows:
+    """Run a prebuilt Core statement in the session's transaction; see `direct`."""
+    return await direct.execute(session, stmt, params)

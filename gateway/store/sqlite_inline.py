@@ -31,7 +31,7 @@ def _locked(error: sqlite3.OperationalError) -> bool:
     return any(str(error).startswith(text) for text in _LOCKED)
 
 
-async def _retrying_busy(call: Callable[[], Any], patience: float) -> Any:
+async def retrying_busy(call: Callable[[], Any], patience: float) -> Any:
     """Run `call`; while the database is locked by someone else, wait without blocking
     the loop and try again, for at most `patience` seconds."""
     deadline: float | None = None
@@ -96,14 +96,14 @@ class InlineCursor:
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
         cursor = self._cursor
         if parameters is None:
-            await _retrying_busy(lambda: cursor.execute(sql), self._timeout)
+            await retrying_busy(lambda: cursor.execute(sql), self._timeout)
         else:
-            await _retrying_busy(lambda: cursor.execute(sql, parameters), self._timeout)
+            await retrying_busy(lambda: cursor.execute(sql, parameters), self._timeout)
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
         rows = list(parameters)
-        await _retrying_busy(lambda: self._cursor.executemany(sql, rows), self._timeout)
+        await retrying_busy(lambda: self._cursor.executemany(sql, rows), self._timeout)
         return self
 
     async def fetchone(self) -> Any:
@@ -143,6 +143,15 @@ class InlineConnection:
         self._timeout = timeout
 
     @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself (store/direct.py runs statements on it)."""
+        return self._conn
+
+    @property
+    def busy_timeout(self) -> float:
+        return self._timeout
+
+    @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
@@ -150,7 +159,7 @@ class InlineConnection:
         return InlineCursor(self._conn.cursor(), self._timeout)
 
     async def commit(self) -> None:
-        await _retrying_busy(self._conn.commit, self._timeout)
+        await retrying_busy(self._conn.commit, self._timeout)
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -173,7 +182,7 @@ def async_creator(database: str, busy_timeout: float) -> Callable[[], Any]:
     """The `async_creator` for create_async_engine: opens `database` on the loop thread."""
 
     async def connect() -> InlineConnection:
-        # timeout=0: the busy wait happens in _retrying_busy, off the loop's back.
+        # timeout=0: the busy wait happens in retrying_busy, off the loop's back.
         # check_same_thread=False: the pool may close a connection from another thread.
         connection = sqlite3.connect(database, timeout=0, check_same_thread=False)
         return InlineConnection(connection, busy_timeout)
