@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -14,8 +15,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_
 
-from gateway.store.sqlite_inline import async_creator
+from gateway.store.sqlite_inline import InlineConnection, async_creator
 
 SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -44,8 +46,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(connection: Any) -> None:
     # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
     # cannot fail half-way with "database is locked" when the CLI and daemon both write;
-    # the other side waits up to the busy timeout instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # the other side waits up to the busy timeout instead. Run on the driver: through
+    # exec_driver_sql it cost five times as much, twice per message.
+    inline: InlineConnection = connection.connection.driver_connection
+    try:
+        await_(inline.begin_immediate())
+    except sqlite3.Error as error:  # as SQLAlchemy would have raised it
+        raise exc.DBAPIError.instance("BEGIN IMMEDIATE", (), error, sqlite3.Error) from error
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

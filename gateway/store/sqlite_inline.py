@@ -158,6 +158,11 @@ class InlineConnection:
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._conn.cursor(), self._timeout)
 
+    async def begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE, waiting (without blocking the loop) for another writer."""
+        connection = self._conn
+        await retrying_busy(lambda: connection.execute("BEGIN IMMEDIATE"), self._timeout)
+
     async def commit(self) -> None:
         await retrying_busy(self._conn.commit, self._timeout)
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.store import db
 from gateway.store.db import create_engine
 from gateway.store.sqlite_inline import async_creator
 
@@ -68,6 +69,30 @@ async def test_a_lock_held_past_the_busy_timeout_fails_the_transaction(database:
     finally:
         other.rollback()
         other.close()
+        await engine.dispose()
+
+
+async def test_a_lock_held_past_the_busy_timeout_fails_begin_as_sqlalchemys_error(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's engine takes the write lock at BEGIN (IMMEDIATE); when it cannot,
+    the error is SQLAlchemy's, as for any statement, so callers retry it alike."""
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_S", 0.1)
+    other = _holder(database)
+    engine = db.create_engine(f"sqlite+aiosqlite:///{database}")
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            async with engine.begin():
+                pass
+    finally:
+        other.rollback()
+        other.close()
+        await engine.dispose()
+    engine = db.create_engine(f"sqlite+aiosqlite:///{database}")
+    try:  # and the engine works once the lock is gone
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO notes (body) VALUES ('ours')"))
+    finally:
         await engine.dispose()
 
 
