@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aioimaplib
 import pytest
 
-from gateway.app import run_once
+from gateway.app import Gateway, run_once
 from gateway.config import MailboxSettings
+from gateway.intake import imap
 from gateway.intake.imap import ImapError, ImapMailbox
+from gateway.pipeline import TemporaryFailure
 from tests.conftest import GatewayFactory
 from tests.integration.helpers import counts, detail, outbox_rows
 from tests.support.dovecot import Dovecot, ImapAccount, free_port
@@ -106,3 +115,239 @@ async def test_unreachable_mailbox_is_reported_and_the_relay_still_runs(
     assert summary.messages == 0
     assert summary.errors and "gone" in summary.errors[0]
     assert summary.sent == 1
+
+
+# Reading ahead: the next FETCH group is fetched while the current one is ingested.
+
+
+def same_size_mails(n: int) -> list[bytes]:
+    return [
+        make_mail(subject=f"Melding {i:02d}", message_id=f"ahead-{i:02d}@klant.example")
+        for i in range(1, n + 1)
+    ]
+
+
+def two_per_group(monkeypatch: pytest.MonkeyPatch, mails: list[bytes]) -> None:
+    """FETCH groups of two of these mails: two fit in FETCH_BYTES, three do not."""
+    monkeypatch.setattr(imap, "FETCH_BYTES", max(map(len, mails)) * 5 // 2)
+
+
+def record(
+    gateway: Gateway,
+    monkeypatch: pytest.MonkeyPatch,
+    before_commit: Callable[[int], Awaitable[None]] | None = None,
+    unanswered: str | None = None,
+) -> list[str]:
+    """What the mailbox asks the server for and commits, in order: "sizes 1:5",
+    "bodies 3:4", "head 7" (over the size limit), "commit 3". `before_commit(uid)`
+    runs before a message is handed to the pipeline (to stop, fail or drop there); the
+    request `unanswered` is held back the first time, as by a server that is slow."""
+    trace: list[str] = []
+    hold = [unanswered]
+    pipeline = gateway.pipeline
+
+    def committing(real: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[object]]:
+        async def wrapper(*args: Any, **kwargs: Any) -> object:
+            uid = int(kwargs["ack"].uid)
+            if before_commit is not None:
+                await before_commit(uid)
+            result = await real(*args, **kwargs)
+            trace.append(f"commit {uid}")
+            return result
+
+        return wrapper
+
+    monkeypatch.setattr(pipeline, "ingest", committing(pipeline.ingest))
+    monkeypatch.setattr(pipeline, "quarantine_oversize", committing(pipeline.quarantine_oversize))
+    real_uid = aioimaplib.IMAP4.uid
+
+    async def uid(client: aioimaplib.IMAP4, command: str, *criteria: str) -> aioimaplib.Response:
+        if command == "fetch":
+            what = {"(UID RFC822.SIZE)": "sizes", "(UID BODY.PEEK[])": "bodies"}
+            trace.append(f"{what.get(criteria[1], 'head')} {criteria[0]}")
+            if trace[-1] == hold[0]:
+                hold[0] = None
+                await asyncio.Event().wait()
+        return await real_uid(client, command, *criteria)
+
+    monkeypatch.setattr(aioimaplib.IMAP4, "uid", uid)
+    return trace
+
+
+def committed(trace: list[str]) -> list[int]:
+    return [int(entry.split()[1]) for entry in trace if entry.startswith("commit ")]
+
+
+async def assert_nothing_left_running(caplog: pytest.LogCaptureFixture) -> None:
+    """No task outlives a take-in (a cancelled one ends at its next step), and asyncio
+    reports no task destroyed while pending nor an exception never retrieved."""
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+async def test_mail_over_several_ranges_and_groups_is_taken_in_once_in_uid_order(
+    make_gateway: GatewayFactory,
+    imap_account: ImapAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mails = same_size_mails(12)
+    mails[6] = make_mail(subject="Logbestanden", body="regel\n" * 400)  # UID 7: oversize
+    imap_account.append(*mails)
+    two_per_group(monkeypatch, mails[:6])
+    settings = imap_mailbox(imap_account, fetch_batch=5, max_message_bytes=1024)
+    gateway = await make_gateway(mailboxes=[settings])
+    trace = record(gateway, monkeypatch)
+    summary = await run_once(gateway)
+    assert (summary.messages, summary.errors) == (12, [])
+    assert committed(trace) == list(range(1, 13))
+    fetches = [entry for entry in trace if not entry.startswith("commit ")]
+    assert fetches == [
+        "sizes 1:5", "bodies 1:2", "bodies 3:4", "bodies 5",
+        "sizes 6:10", "bodies 6", "head 7", "bodies 8:9", "bodies 10",
+        "sizes 11:12", "bodies 11:12",
+    ]  # fmt: skip
+    # Each group's first request went out before the group before it was committed.
+    for request, previous_first_uid in [
+        ("bodies 3:4", 1), ("bodies 5", 3), ("sizes 6:10", 5), ("head 7", 6),
+        ("bodies 8:9", 7), ("bodies 10", 8), ("sizes 11:12", 10),
+    ]:  # fmt: skip
+        assert trace.index(request) < trace.index(f"commit {previous_first_uid}"), request
+    c = await counts(gateway)
+    assert (c["tickets"], c["quarantine"]) == (11, 1)
+    assert imap_account.flags() == dict.fromkeys(range(1, 13), "\\Seen")
+
+
+async def test_stop_midway_leaves_the_rest_unread_and_nothing_running(
+    make_gateway: GatewayFactory,
+    imap_account: ImapAccount,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mails = same_size_mails(10)
+    imap_account.append(*mails)
+    two_per_group(monkeypatch, mails)
+    gateway = await make_gateway(mailboxes=[imap_mailbox(imap_account, fetch_batch=5)])
+    mailbox = gateway.mailboxes[0]
+    stop = asyncio.Event()
+
+    async def stop_at_3(uid: int) -> None:
+        if uid == 3:  # the first of group 3:4, while group 5 is fetched
+            stop.set()
+
+    trace = record(gateway, monkeypatch, stop_at_3)
+    try:
+        assert await mailbox.drain(stop) == 3  # the message in hand is finished
+        await assert_nothing_left_running(caplog)
+        assert imap_account.flags() == {1: "\\Seen", 2: "\\Seen", 3: "\\Seen"} | dict.fromkeys(
+            range(4, 11), ""
+        )  # 5 was fetched ahead, with BODY.PEEK: not seen
+        assert await mailbox.drain() == 7
+    finally:
+        await mailbox.close()
+    assert committed(trace) == list(range(1, 11))
+    assert imap_account.flags() == dict.fromkeys(range(1, 11), "\\Seen")
+
+
+async def test_ingest_failing_midway_leaves_the_later_mail_for_next_time(
+    make_gateway: GatewayFactory,
+    imap_account: ImapAccount,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mails = same_size_mails(10)
+    imap_account.append(*mails)
+    two_per_group(monkeypatch, mails)
+    gateway = await make_gateway(mailboxes=[imap_mailbox(imap_account, fetch_batch=5)])
+    mailbox = gateway.mailboxes[0]
+    failed: list[int] = []
+
+    async def fail_once_at_4(uid: int) -> None:
+        if uid == 4 and not failed:  # the second of group 3:4, while group 5 is fetched
+            failed.append(uid)
+            raise TemporaryFailure("database down")
+
+    trace = record(gateway, monkeypatch, fail_once_at_4, unanswered="bodies 5")
+    try:
+        with pytest.raises(TemporaryFailure):  # at once: the FETCH ahead is cancelled
+            await asyncio.wait_for(mailbox.drain(), timeout=5)
+        await assert_nothing_left_running(caplog)
+        assert imap_account.flags() == dict.fromkeys(range(1, 4), "\\Seen") | dict.fromkeys(
+            range(4, 11), ""
+        )
+        assert await mailbox.drain() == 7  # the same connection: it is still in order
+    finally:
+        await mailbox.close()
+    assert committed(trace) == list(range(1, 11))
+    assert (await counts(gateway))["tickets"] == 10
+
+
+async def test_connection_dropped_while_the_next_group_is_fetched_loses_nothing(
+    make_gateway: GatewayFactory,
+    dovecot: Dovecot,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    account = dovecot.new_account()
+    mails = same_size_mails(10)
+    account.append(*mails)
+    two_per_group(monkeypatch, mails)
+    gateway = await make_gateway(mailboxes=[imap_mailbox(account, fetch_batch=5)])
+    mailbox = gateway.mailboxes[0]
+    dropped: list[int] = []
+
+    async def drop_at_3(uid: int) -> None:
+        if uid == 3 and not dropped:
+            dropped.append(uid)
+            await asyncio.to_thread(dovecot.kick, account.username)
+
+    # The FETCH ahead of group 5 goes unanswered: the drop ends it.
+    trace = record(gateway, monkeypatch, drop_at_3, unanswered="bodies 5")
+    with caplog.at_level(logging.INFO, logger="gateway.intake.imap"):
+        try:
+            with pytest.raises(ImapError, match="connection lost"):
+                await mailbox.drain()
+            await assert_nothing_left_running(caplog)
+            assert committed(trace) == [1, 2, 3, 4]  # the group in hand was finished
+            assert account.flags() == dict.fromkeys(range(1, 11), "")  # no ack got through
+            await mailbox.close()
+            assert await mailbox.drain() == 6  # acknowledges 1-4 first, then takes in 5-10
+        finally:
+            await mailbox.close()
+    assert committed(trace) == list(range(1, 11))
+    assert account.flags() == dict.fromkeys(range(1, 11), "\\Seen")
+    assert any("acknowledging 4 message(s)" in r.getMessage() for r in caplog.records)
+
+
+async def test_cancelled_take_in_cancels_the_fetch_ahead(
+    make_gateway: GatewayFactory,
+    imap_account: ImapAccount,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As at the end of the shutdown time: what runs then is cancelled."""
+    mails = same_size_mails(10)
+    imap_account.append(*mails)
+    two_per_group(monkeypatch, mails)
+    gateway = await make_gateway(mailboxes=[imap_mailbox(imap_account, fetch_batch=5)])
+    mailbox = gateway.mailboxes[0]
+    cancelled: list[int] = []
+
+    async def cancel_at_3(uid: int) -> None:
+        if uid == 3 and not cancelled:
+            cancelled.append(uid)
+            draining.cancel()
+            await asyncio.sleep(0)  # raises CancelledError: 3 is not committed
+
+    trace = record(gateway, monkeypatch, cancel_at_3, unanswered="bodies 5")
+    try:
+        draining = asyncio.create_task(mailbox.drain())
+        with pytest.raises(asyncio.CancelledError):  # at once, not after the FETCH ahead
+            await asyncio.wait_for(asyncio.shield(draining), timeout=5)
+        await assert_nothing_left_running(caplog)
+        assert imap_account.flags() == {1: "\\Seen", 2: "\\Seen"} | dict.fromkeys(range(3, 11), "")
+        assert await mailbox.drain() == 8
+    finally:
+        await mailbox.close()
+    assert committed(trace) == list(range(1, 11))
