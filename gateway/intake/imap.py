@@ -7,7 +7,6 @@ acknowledges it without taking the message in again. The highest UID in the ledg
 is the cursor; a UIDVALIDITY change starts a re-scan in which dedupe (Message-ID and
 content hash) keeps every message single. Fetches go in bounded UID ranges:
 aioimaplib's response parsing grows quadratically with the size of one response.
-The next group is fetched while the one before it is ingested.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import aioimaplib
@@ -171,21 +170,6 @@ class _Health:
         self.trouble = None
 
 
-@dataclass
-class _Group:
-    """UIDs fetched together, in ascending order; `bodies` once the FETCH is answered."""
-
-    uids: list[int]
-    sizes: dict[int, int]  # of the whole fetch_batch range
-    oversize: bool  # one message over the size limit: only its head is fetched
-    last_in_range: bool  # the range's last group: acknowledge the range after it
-    bodies: dict[int, bytes] = field(default_factory=dict)
-
-
-def _stopping(stop: asyncio.Event | None) -> bool:
-    return stop is not None and stop.is_set()
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -332,8 +316,8 @@ class ImapMailbox:
             )
         finally:
             dropped.cancel()
-            # Unanswered (timed out, connection lost, or the caller was cancelled, as a
-            # FETCH ahead is): stop waiting; aioimaplib still reads and drops the answer.
+            # Unanswered (timed out, connection lost, or our caller was cancelled): stop
+            # waiting for it; aioimaplib still reads and drops the answer.
             task.cancel()
         if task in done:
             return task.result()
@@ -374,111 +358,59 @@ class ImapMailbox:
             )
             for chunk in uid_ranges(backlog, self.settings.fetch_batch):
                 await self._acknowledge(chunk)
-        return await self._take_in(await self._new_uids(await self._cursor()), stop)
-
-    async def _take_in(self, uids: list[int], stop: asyncio.Event | None) -> int:
-        """Fetch and ingest `uids` in ascending UID order (the highest UID in the ledger
-        is the cursor, so none may be passed over), acknowledging each fetch_batch range
-        once its messages are committed; returns how many were committed.
-
-        While one group is ingested, the next one's FETCH (at the end of a range, after
-        the next range's size FETCH) runs as a task on the same connection, so that the
-        connection and the database do not wait for each other. It only reads
-        (BODY.PEEK): one cut short is harmless. After a stop it is still awaited (the
-        server sends the answer anyway); when ingest fails or we are cancelled, it is
-        cancelled. A range is acknowledged only once that FETCH is answered: aioimaplib
-        holds a STORE back while a FETCH is unanswered (both answer in untagged FETCH
-        lines), and the STORE's timeout is meant for the STORE alone."""
-        chunks = uid_ranges(uids, self.settings.fetch_batch)
-        planned: list[_Group] = []
-        done: list[int] = []  # committed, not yet acknowledged
         handled = 0
-        ahead: asyncio.Task[_Group | None] | None = None
-        try:
-            group = None if _stopping(stop) else await self._fetch_next(chunks, planned)
-            while group is not None:
-                # At most two groups' bodies in memory, each within FETCH_BYTES: the one
-                # being ingested and the one arriving.
-                ahead = asyncio.create_task(self._fetch_next(chunks, planned))
-                await self._ingest(group, done, stop)
-                following = await ahead  # on a stop too: it is on the wire already
-                if group.last_in_range:
-                    acked, done = done, []
-                    await self._acknowledge(acked)
-                    handled += len(acked)
-                group = None if _stopping(stop) else following
-        finally:
-            if ahead is not None:
-                ahead.cancel()  # no-op once it has ended; else ingest failed or we are cancelled
-                await asyncio.wait({ahead})
-                if not ahead.cancelled():
-                    ahead.exception()  # retrieved: a read ahead that failed matters no more
-            if done:
-                await self._acknowledge(done)
+        uids = await self._new_uids(await self._cursor())
+        for chunk in uid_ranges(uids, self.settings.fetch_batch):
+            if stop is not None and stop.is_set():
+                break
+            done: list[int] = []
+            try:
+                await self._take_in(chunk, done, stop)
+            finally:
                 handled += len(done)
+                if done:
+                    await self._acknowledge(done)
         return handled
 
-    async def _fetch_next(
-        self, chunks: Iterator[list[int]], planned: list[_Group]
-    ) -> _Group | None:
-        """The next group with its bodies (None after the last one), preceded by the
-        size FETCH of the next fetch_batch range when the `planned` groups are used up."""
-        assert self._client is not None
-        if not planned:
-            chunk = next(chunks, None)
-            if chunk is None:
-                return None
-            planned.extend(await self._plan(chunk))
-        group = planned.pop(0)
-        part = f"BODY.PEEK[]<0.{HEAD_BYTES}>" if group.oversize else "BODY.PEEK[]"
-        response = await self._command(
-            "UID FETCH",
-            self._client.uid("fetch", uid_set(group.uids), f"(UID {part})"),
-            bounded=False,
-        )
-        group.bodies = dict(parse_fetch(response.lines))
-        return group
-
-    async def _plan(self, chunk: list[int]) -> list[_Group]:
-        """A fetch_batch range cut into FETCH groups of at most FETCH_BYTES; a message
-        over the size limit alone, to be fetched by its head only."""
+    async def _take_in(self, chunk: list[int], done: list[int], stop: asyncio.Event | None) -> None:
+        """Fetch and ingest one UID range in ascending UID order (the highest UID in the
+        ledger is the cursor, so none may be passed over); `done` collects what was
+        committed. Bodies are fetched in groups of at most FETCH_BYTES; a message over
+        the size limit only by its head."""
         assert self._client is not None
         limit = self.settings.max_message_bytes
-        response = await self._command(
-            "UID FETCH SIZE", self._client.uid("fetch", uid_set(chunk), "(UID RFC822.SIZE)")
-        )
-        sizes = parse_sizes(response.lines)
-        groups = list(fetch_groups(chunk, sizes, limit))
-        return [
-            _Group(
-                uids=group,
-                sizes=sizes,
-                oversize=len(group) == 1 and sizes.get(group[0], 0) > limit,
-                last_in_range=index == len(groups) - 1,
-            )
-            for index, group in enumerate(groups)
-        ]
-
-    async def _ingest(self, group: _Group, done: list[int], stop: asyncio.Event | None) -> None:
-        """Commit a fetched group's messages one by one, each in its own transaction;
-        `done` collects what was committed. A stop ends it between two messages."""
-        limit = self.settings.max_message_bytes
-        for uid in group.uids:
-            raw = group.bodies.get(uid)
-            if raw is None:  # expunged meanwhile by someone else: nothing to take in
-                log.warning("mailbox %s: UID %s is gone from the server", self.source, uid)
-                continue
-            ack = UidSeen(self.settings.name, self._uidvalidity, uid)
-            where = f"{self.source}:{uid}"
-            if group.oversize:
-                await self._pipeline.quarantine_oversize(
-                    raw, group.sizes[uid], limit, where, ack=ack
+        sizes = parse_sizes(
+            (
+                await self._command(
+                    "UID FETCH SIZE", self._client.uid("fetch", uid_set(chunk), "(UID RFC822.SIZE)")
                 )
-            else:
-                await self._pipeline.ingest(raw, where, ack=ack)
-            done.append(uid)
-            if _stopping(stop):
-                return
+            ).lines
+        )
+        for group in fetch_groups(chunk, sizes, limit):
+            if stop is not None and stop.is_set():
+                break
+            oversize = len(group) == 1 and sizes.get(group[0], 0) > limit
+            part = f"BODY.PEEK[]<0.{HEAD_BYTES}>" if oversize else "BODY.PEEK[]"
+            response = await self._command(
+                "UID FETCH",
+                self._client.uid("fetch", uid_set(group), f"(UID {part})"),
+                bounded=False,
+            )
+            bodies = dict(parse_fetch(response.lines))
+            for uid in group:
+                raw = bodies.get(uid)
+                if raw is None:  # expunged meanwhile by someone else: nothing to take in
+                    log.warning("mailbox %s: UID %s is gone from the server", self.source, uid)
+                    continue
+                ack = UidSeen(self.settings.name, self._uidvalidity, uid)
+                where = f"{self.source}:{uid}"
+                if oversize:
+                    await self._pipeline.quarantine_oversize(raw, sizes[uid], limit, where, ack=ack)
+                else:
+                    await self._pipeline.ingest(raw, where, ack=ack)
+                done.append(uid)
+                if stop is not None and stop.is_set():
+                    return
 
     async def _acknowledge(self, uids: list[int]) -> None:
         """Flag (or move) committed messages on the server, then mark them acked."""
