@@ -249,11 +249,11 @@ async def execute(
     assert isinstance(stmt, ClauseElement)
     sets = [params or {}] if params is None or isinstance(params, Mapping) else list(params)
     keys = tuple(sorted(sets[0])) if sets else ()
-    if not sets or any(len(values) != len(keys) for values in sets[1:]):
-        return await _through_sqlalchemy(session, stmt, params or {})
+    if not sets or any(tuple(sorted(values)) != keys for values in sets[1:]):
+        return await _through_sqlalchemy(session, stmt, params or {})  # as SQLAlchemy would
     driver = await _driver(session)
     plan = plan_for(stmt, driver.dialect, keys)
-    if plan is None or any(tuple(sorted(values)) != keys for values in sets[1:]):
+    if plan is None:
         return await _through_sqlalchemy(session, stmt, params or {})
     global direct_runs
     direct_runs += len(sets)
