@@ -127,6 +127,18 @@ def same_size_mails(n: int) -> list[bytes]:
     ]
 
 
+async def ten_mails_two_per_group(
+    make_gateway: GatewayFactory, account: ImapAccount, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Gateway, ImapMailbox]:
+    """Ten mails of one size in `account`, taken in by ranges of five UIDs and FETCH
+    groups of two; the gateway and its mailbox."""
+    mails = same_size_mails(10)
+    account.append(*mails)
+    two_per_group(monkeypatch, mails)
+    gateway = await make_gateway(mailboxes=[imap_mailbox(account, fetch_batch=5)])
+    return gateway, gateway.mailboxes[0]
+
+
 def two_per_group(monkeypatch: pytest.MonkeyPatch, mails: list[bytes]) -> None:
     """FETCH groups of two of these mails: two fit in FETCH_BYTES, three do not."""
     monkeypatch.setattr(imap, "FETCH_BYTES", max(map(len, mails)) * 5 // 2)
@@ -213,11 +225,7 @@ async def test_stop_midway_leaves_the_rest_unread_and_nothing_running(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    mails = same_size_mails(10)
-    imap_account.append(*mails)
-    two_per_group(monkeypatch, mails)
-    gateway = await make_gateway(mailboxes=[imap_mailbox(imap_account, fetch_batch=5)])
-    mailbox = gateway.mailboxes[0]
+    gateway, mailbox = await ten_mails_two_per_group(make_gateway, imap_account, monkeypatch)
     stop = asyncio.Event()
 
     async def stop_at_3(uid: int) -> None:
@@ -244,11 +252,7 @@ async def test_ingest_failing_midway_leaves_the_later_mail_for_next_time(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    mails = same_size_mails(10)
-    imap_account.append(*mails)
-    two_per_group(monkeypatch, mails)
-    gateway = await make_gateway(mailboxes=[imap_mailbox(imap_account, fetch_batch=5)])
-    mailbox = gateway.mailboxes[0]
+    gateway, mailbox = await ten_mails_two_per_group(make_gateway, imap_account, monkeypatch)
     failed: list[int] = []
 
     async def fail_once_at_4(uid: int) -> None:
@@ -278,11 +282,7 @@ async def test_connection_dropped_midway_loses_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     account = dovecot.new_account()
-    mails = same_size_mails(10)
-    account.append(*mails)
-    two_per_group(monkeypatch, mails)
-    gateway = await make_gateway(mailboxes=[imap_mailbox(account, fetch_batch=5)])
-    mailbox = gateway.mailboxes[0]
+    gateway, mailbox = await ten_mails_two_per_group(make_gateway, account, monkeypatch)
     dropped: list[int] = []
 
     async def drop_at_3(uid: int) -> None:
@@ -314,11 +314,7 @@ async def test_a_cancelled_take_in_leaves_nothing_running_and_loses_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """As at the end of the shutdown time: what runs then is cancelled."""
-    mails = same_size_mails(10)
-    imap_account.append(*mails)
-    two_per_group(monkeypatch, mails)
-    gateway = await make_gateway(mailboxes=[imap_mailbox(imap_account, fetch_batch=5)])
-    mailbox = gateway.mailboxes[0]
+    gateway, mailbox = await ten_mails_two_per_group(make_gateway, imap_account, monkeypatch)
     cancelled: list[int] = []
 
     async def cancel_at_3(uid: int) -> None:
