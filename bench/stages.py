@@ -7,7 +7,7 @@ and the relay hands its messages to a transport that only counts them. Use it to
 what a change in the gateway costs; bench/ingest.py measures the whole daemon.
 
 Run from the project root:
-  .venv/bin/python bench/stages.py --n 1000 [--db sqlite,postgresql] [--explain]
+  .venv/bin/python bench/stages.py --n 1000 [--db sqlite,postgresql] [--explain] [--profile F]
 Figures are printed, never asserted.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import sys
 import tempfile
 import time
@@ -120,7 +121,9 @@ async def explain(engine: AsyncEngine, now: datetime) -> None:
                 print(f"      {line}")
 
 
-async def measure(backend: str, n: int, seeds: int, show_plans: bool, scratch: Path) -> None:
+async def measure(
+    backend: str, n: int, seeds: int, show_plans: bool, scratch: Path, profile: str | None
+) -> None:
     if backend == "sqlite":
         url = f"sqlite+aiosqlite:///{scratch}/stages.db"
     else:
@@ -148,6 +151,9 @@ async def measure(backend: str, n: int, seeds: int, show_plans: bool, scratch: P
         await gateway.relay.send_due()
         batch = batch_mails(n, seed, datetime.now(UTC).year)
         before = statements()
+        profiler = cProfile.Profile() if profile else None
+        if profiler:
+            profiler.enable()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for mail in batch:
             await gateway.pipeline.ingest(mail.raw, "bench")
@@ -155,6 +161,9 @@ async def measure(backend: str, n: int, seeds: int, show_plans: bool, scratch: P
         ingest_statements = statements() - before
         await gateway.relay.send_due()
         cpu2, wall2 = time.process_time(), time.perf_counter()
+        if profiler and profile:
+            profiler.disable()
+            profiler.dump_stats(f"{profile}.{backend}")
         relay_statements = statements() - before - ingest_statements
         print(
             f"{backend:<10} N={n}: ingest {1000 * (wall1 - wall0) / n:.2f} ms/msg "
@@ -179,10 +188,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=50, help="tickets created beforehand")
     parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated backends")
     parser.add_argument("--explain", action="store_true", help="print the hot queries' plans")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="write a cProfile dump of the timed part (ingest and relay) to FILE.<db>",
+    )
     args = parser.parse_args()
     for backend in args.db.split(","):
         with tempfile.TemporaryDirectory(prefix="tg-stages-") as scratch:
-            asyncio.run(measure(backend, args.n, args.seeds, args.explain, Path(scratch)))
+            asyncio.run(
+                measure(backend, args.n, args.seeds, args.explain, Path(scratch), args.profile)
+            )
 
 
 if __name__ == "__main__":

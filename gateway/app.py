@@ -34,7 +34,7 @@ from gateway.relay_process import RelayProcess
 from gateway.service import Desk
 from gateway.service.timers import fire_due
 from gateway.store import migrate
-from gateway.store.db import create_engine, session_factory
+from gateway.store.db import create_engine, dispose, session_factory
 from gateway.store.models import Timer
 from gateway.waits import until
 
@@ -74,7 +74,7 @@ class Gateway:
         for mailbox in self.mailboxes:
             await mailbox.close()
         await self.relay.close()
-        await self.engine.dispose()
+        await dispose(self.engine)
 
 
 def build(
@@ -86,7 +86,7 @@ def build(
     config_path: Path | None = None,
 ) -> Gateway:
     """Every part of the daemon, wired from settings; nothing is started yet."""
-    engine = engine or create_engine(settings.database.url)
+    engine = engine or create_engine(settings.database.url, background_checkpoints=True)
     sessions = session_factory(engine)
     desk = Desk(
         settings=settings, renderer=Renderer(settings.desk.templates_path, settings.desk.language)

@@ -30,7 +30,7 @@ from pathlib import Path
 from gateway import logs
 from gateway.config import load_settings
 from gateway.outbox import Relay, RelayStats, relay_rounds
-from gateway.store.db import create_engine, session_factory
+from gateway.store.db import create_engine, dispose, session_factory
 from gateway.waits import until
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ async def serve(config_path: Path) -> None:
     `outbound.poll_seconds` (for what the CLI queued), until stopped or input ends."""
     settings = load_settings(config_path)
     logs.configure_logging(settings.logging)
-    engine = create_engine(settings.database.url)
+    engine = create_engine(settings.database.url, background_checkpoints=True)
     relay = Relay(session_factory(engine), settings)
     outbound, daemon = settings.outbound, settings.daemon  # reload may change them
     stop, wake, finishing = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -224,7 +224,7 @@ async def serve(config_path: Path) -> None:
     finally:
         listener.cancel()
         await relay.close()
-        await engine.dispose()
+        await dispose(engine)
 
 
 def main() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,9 +19,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_
 
+from gateway.store.checkpoint import Checkpointer
 from gateway.store.sqlite_inline import InlineConnection, async_creator
 
 SQLITE_BUSY_TIMEOUT_S = 30
+
+# The WAL checkpointer of each SQLite engine that has one (see dispose).
+_checkpointers: weakref.WeakKeyDictionary[Engine, Checkpointer] = weakref.WeakKeyDictionary()
 
 
 def is_sqlite(url: str) -> bool:
@@ -55,20 +61,44 @@ def _sqlite_begin(connection: Any) -> None:
         raise exc.DBAPIError.instance("BEGIN IMMEDIATE", (), error, sqlite3.Error) from error
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine for the configured URL, with SQLite set up for a daemon + CLI."""
+def create_engine(url: str, *, background_checkpoints: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An async engine for the configured URL, with SQLite set up for a daemon + CLI.
+
+    `background_checkpoints` (SQLite, for long-running processes): WAL checkpoints run
+    in a thread of their own instead of inside a commit (store/checkpoint.py); close
+    such an engine with `dispose`.
+    """
     if is_sqlite(url):
         _prepare_sqlite_file(url)
         database = make_url(url).database or ":memory:"
+        in_file = database != ":memory:" and not database.startswith("file:")
+        checkpointer = Checkpointer(database) if background_checkpoints and in_file else None
         engine = create_async_engine(
-            url, async_creator=async_creator(database, SQLITE_BUSY_TIMEOUT_S), **kwargs
+            url,
+            async_creator=async_creator(database, SQLITE_BUSY_TIMEOUT_S, checkpointer),
+            **kwargs,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        if checkpointer is not None:
+            _checkpointers[engine.sync_engine] = checkpointer
         return engine
     # No pool_pre_ping: it costs a round trip per transaction. A dropped connection
     # fails that one transaction, which the pipeline treats as temporary and retries.
     return create_async_engine(url, **kwargs)
+
+
+def checkpointer_of(engine: AsyncEngine) -> Checkpointer | None:
+    return _checkpointers.get(engine.sync_engine)
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    """Close the engine's connections, then its WAL checkpointer (which checkpoints
+    what is left in the log) if it has one."""
+    await engine.dispose()
+    checkpointer = _checkpointers.pop(engine.sync_engine, None)
+    if checkpointer is not None:
+        await asyncio.to_thread(checkpointer.stop)
 
 
 def dialect_of(session: AsyncSession) -> str:

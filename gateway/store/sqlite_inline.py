@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from gateway.store.checkpoint import Checkpointer
+
 _LOCKED = ("database is locked", "database table is locked")
 _FIRST_WAIT = 0.001
 _LONGEST_WAIT = 0.05
@@ -137,10 +139,16 @@ class InlineConnection:
 
     _tx = _Immediate()
 
-    def __init__(self, connection: sqlite3.Connection, timeout: float) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        timeout: float,
+        checkpointer: Checkpointer | None = None,
+    ) -> None:
         self._conn = connection
         self._connection: sqlite3.Connection | None = connection
         self._timeout = timeout
+        self._checkpointer = checkpointer
 
     @property
     def sqlite(self) -> sqlite3.Connection:
@@ -165,6 +173,8 @@ class InlineConnection:
 
     async def commit(self) -> None:
         await retrying_busy(self._conn.commit, self._timeout)
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -183,13 +193,19 @@ class InlineConnection:
         self._conn.create_function(*args, **kwargs)
 
 
-def async_creator(database: str, busy_timeout: float) -> Callable[[], Any]:
-    """The `async_creator` for create_async_engine: opens `database` on the loop thread."""
+def async_creator(
+    database: str, busy_timeout: float, checkpointer: Checkpointer | None = None
+) -> Callable[[], Any]:
+    """The `async_creator` for create_async_engine: opens `database` on the loop thread.
+    With a checkpointer, the connections leave WAL checkpoints to its thread."""
 
     async def connect() -> InlineConnection:
         # timeout=0: the busy wait happens in retrying_busy, off the loop's back.
         # check_same_thread=False: the pool may close a connection from another thread.
         connection = sqlite3.connect(database, timeout=0, check_same_thread=False)
-        return InlineConnection(connection, busy_timeout)
+        if checkpointer is not None:
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+            checkpointer.start()
+        return InlineConnection(connection, busy_timeout, checkpointer)
 
     return connect
