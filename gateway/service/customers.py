@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain.access import Standing, domain_of
@@ -81,7 +82,11 @@ async def ticket_for_thread(
                 return ticket
     if not foreign:
         return None
-    return await session.scalar(_TICKET_OF_THREAD, {"ids": foreign})
+    ids = {f"id{i}": mid for i, mid in enumerate(foreign)}
+    found: Ticket | None = await prepared.load_one(
+        session, _ticket_of_thread(len(ids)), ids, Ticket
+    )
+    return found
 
 
 # Locked (PostgreSQL) until the transaction ends: two replies to one ticket at once
@@ -90,18 +95,22 @@ async def ticket_for_thread(
 _TICKET_BY_REFERENCE = (
     select(Ticket).where(Ticket.reference == bindparam("reference")).with_for_update()
 )
-_THREAD_TICKET = (
-    select(Article.ticket_id)
-    .where(Article.message_id.in_(bindparam("ids", expanding=True)))
-    .limit(1)
-)
-_TICKET_OF_THREAD = (
-    select(Ticket).where(Ticket.id == _THREAD_TICKET.scalar_subquery()).with_for_update()
-)
+
+
+@functools.cache
+def _ticket_of_thread(count: int) -> Select[Ticket]:
+    """The ticket of the first of `count` Message-IDs (id0, id1, …) found among the
+    articles, locked: one statement per count, so each compiles once."""
+    listed = [bindparam(f"id{i}", type_=Article.message_id.type) for i in range(count)]
+    thread_ticket = select(Article.ticket_id).where(Article.message_id.in_(listed)).limit(1)
+    return select(Ticket).where(Ticket.id == thread_ticket.scalar_subquery()).with_for_update()
 
 
 async def _locked_ticket(session: AsyncSession, reference: str) -> Ticket | None:
-    return await session.scalar(_TICKET_BY_REFERENCE, {"reference": reference})
+    ticket: Ticket | None = await prepared.load_one(
+        session, _TICKET_BY_REFERENCE, {"reference": reference}, Ticket
+    )
+    return ticket
 
 
 async def match_ticket(session: AsyncSession, desk: Desk, mail: ParsedMail) -> Ticket | None:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.domain.access import domain_of
 from gateway.domain.customers import OrganisationRecord
 from gateway.service.desk import TicketError
+from gateway.store import prepared
 from gateway.store.models import Contact, Organisation, OrganisationDomain
 
 
@@ -190,10 +191,14 @@ _CUSTOMER = (
 
 async def customer_for(session: AsyncSession, address: str) -> Customer:
     """The sender's contact and organisation: the contact's own, else by mail domain."""
-    row = (
-        await session.execute(_CUSTOMER, {"address": address, "domain": domain_of(address)})
-    ).one()
-    return Customer(contact=row[0], organisation=row[1])
+    ((contact, organisation),) = await prepared.load(
+        session,
+        _CUSTOMER,
+        {"address": address, "domain": domain_of(address)},
+        Contact,
+        Organisation,
+    )
+    return Customer(contact=contact, organisation=organisation)
 
 
 async def contact_organisation(session: AsyncSession, address: str) -> Organisation | None:

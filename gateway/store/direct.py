@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exc
+from sqlalchemy import Column, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ClauseElement
@@ -44,11 +44,14 @@ class Rows:
     """A statement's rows, fetched, and its row count: the part of SQLAlchemy's Result
     the service layer uses."""
 
-    __slots__ = ("_rows", "rowcount")
+    __slots__ = ("_rows", "columns", "rowcount")
 
-    def __init__(self, rows: Sequence[Sequence[Any]], rowcount: int) -> None:
+    def __init__(
+        self, rows: Sequence[Sequence[Any]], rowcount: int, columns: tuple[Any, ...] = ()
+    ) -> None:
         self._rows = rows
         self.rowcount = rowcount
+        self.columns = columns  # the table Column of each returned column, where known
 
     def __iter__(self) -> Iterator[Sequence[Any]]:
         return iter(self._rows)
@@ -90,6 +93,7 @@ class Plan:
     binds: tuple[tuple[str, Any, Processor | None], ...]
     returns: bool
     results: tuple[Processor | None, ...]  # per returned column; empty: none needed
+    columns: tuple[Any, ...]  # per returned column: the table Column it reads, or None
 
     def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         values = []
@@ -148,7 +152,12 @@ def compile_plan(stmt: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) -
         binds=tuple(binds),
         returns=returns,
         results=results if any(p is not None for p in results) else (),
+        columns=tuple(_column_of(entry.objects) for entry in compiled._result_columns),
     )
+
+
+def _column_of(objects: Sequence[Any]) -> Column[Any] | None:
+    return next((o for o in objects if isinstance(o, Column)), None)
 
 
 _plans: dict[tuple[ClauseElement, str, tuple[str, ...]], Plan | None] = {}
@@ -272,7 +281,7 @@ async def execute(
                 rowcount += count
     except driver.error_base as error:
         raise exc.DBAPIError.instance(plan.sql, args, error, driver.error_base) from error
-    return Rows(plan.rows(rows), rowcount)
+    return Rows(plan.rows(rows), rowcount, plan.columns)
 
 
 async def _through_sqlalchemy(
@@ -285,4 +294,6 @@ async def _through_sqlalchemy(
     connection = await session.connection()
     result = await connection.execute(stmt, params)
     rows = result.all() if result.returns_rows else ()
-    return Rows(rows, result.rowcount)
+    compiled: Any = result.context.compiled
+    entries = compiled._result_columns if compiled is not None else ()
+    return Rows(rows, result.rowcount, tuple(_column_of(entry.objects) for entry in entries))

@@ -22,7 +22,7 @@ from typing import Any, cast
 from sqlalchemy import Executable, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite  # the INSERT types
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import Mapper, make_transient_to_detached
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from gateway.store import direct
@@ -75,6 +75,78 @@ async def add(session: AsyncSession, obj: Base) -> None:
     obj.id = result.scalar_one()  # type: ignore[attr-defined]
     make_transient_to_detached(obj)
     session.add(obj)
+
+
+# Per entity of a loading statement: its mapper, the position of its primary key and
+# (position, attribute) of each of its columns.
+_Layout = tuple[tuple[Mapper[Any], int, tuple[tuple[int, str], ...]], ...]
+_layouts: dict[tuple[tuple[Any, ...], tuple[type[Base], ...]], _Layout] = {}
+
+
+def _layout(columns: tuple[Any, ...], models: tuple[type[Base], ...]) -> _Layout:
+    try:
+        return _layouts[(columns, models)]
+    except KeyError:
+        pass
+    layout = []
+    for model in models:
+        mapper: Mapper[Any] = model.__mapper__
+        fields = tuple(
+            (index, mapper.get_property_by_column(column).key)
+            for index, column in enumerate(columns)
+            if column is not None and column.table is mapper.local_table
+        )
+        (key_column,) = mapper.primary_key
+        key_at = next(i for i, c in enumerate(columns) if c is key_column)
+        layout.append((mapper, key_at, fields))
+    _layouts[(columns, models)] = result = tuple(layout)
+    return result
+
+
+async def load(
+    session: AsyncSession,
+    stmt: Executable,
+    params: Mapping[str, Any],
+    *models: type[Base],
+) -> list[tuple[Any, ...]]:
+    """Run a prebuilt ORM select of whole entities (`select(A, B)…`) on the driver and
+    return its rows as instances attached to the session as if the ORM had loaded them:
+    an instance the session already holds is returned as it is (as the ORM does), an
+    outer-joined entity without a row is None. Like `execute`, it does not flush the
+    session first. Saves the ORM's per-statement and per-row set-up (≈ 0.3-0.5 ms a
+    look-up here)."""
+    result = await execute(session, stmt, params)
+    layout = _layout(result.columns, models)
+    identity_map = session.sync_session.identity_map
+    loaded = []
+    for row in result:
+        entities: list[Any] = []
+        for mapper, key_at, fields in layout:
+            key = row[key_at]
+            if key is None:
+                entities.append(None)
+                continue
+            held = identity_map.get(mapper.identity_key_from_primary_key((key,)))
+            if held is not None:
+                entities.append(held)
+                continue
+            obj = mapper.class_manager.new_instance()
+            values = obj.__dict__
+            for index, attribute in fields:
+                values[attribute] = row[index]
+            make_transient_to_detached(obj)
+            session.add(obj)
+            entities.append(obj)
+        loaded.append(tuple(entities))
+    return loaded
+
+
+async def load_one(
+    session: AsyncSession, stmt: Executable, params: Mapping[str, Any], model: type[Base]
+) -> Any:
+    """The first entity `stmt` loads (see `load`), or None."""
+    rows = await load(session, stmt, params, model)
+    return rows[0][0] if rows else None
 
 
 async def execute(
