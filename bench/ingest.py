@@ -8,7 +8,11 @@ For each database (SQLite, PostgreSQL) it:
   4. checks the result: tickets created, follow-ups on the seed tickets, notifications
      received by the sink (unique Message-IDs), nothing left unread;
   5. measures the ceiling on the same mailbox: a bare aioimaplib loop doing the same
-     bounded UID FETCHes and email parsing, no database.
+     bounded UID FETCHes and email parsing, no database;
+  6. measures the floor on the same mailbox, database server and sink: that loop plus
+     the least a gateway must do per message (a transaction keeping it and its
+     notification, the notification rendered and sent, a transaction recording it
+     sent; bench/floor.py).
 Figures are printed (and appended as JSON lines to --out), never asserted.
 
 Run from the project root:  .venv/bin/python bench/ingest.py --n 1000 [--db sqlite,postgresql]
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aioimaplib
 from sqlalchemy import func, select
 
+from bench.floor import floor
 from bench.harness import (
     Probe,
     SinkProcess,
@@ -123,6 +128,10 @@ def measure(
         ids = sink.message_ids()
         ceilings = [asyncio.run(raw_ceiling(account, args.fetch_batch)) for _ in range(3)]
         ceiling_s = statistics.median(c[0] for c in ceilings)
+        floor_s = statistics.median(
+            asyncio.run(floor(account, args.fetch_batch, backend, url, workdir, sink.port))
+            for _ in range(3)
+        )
 
     new = sum(1 for m in batch if m.kind == "new")
     replies = args.n - new
@@ -146,6 +155,10 @@ def measure(
         "ceiling_msgs_per_s": round(args.n / ceiling_s, 1),
         "pct_of_ceiling_net": round(100 * ceiling_s / net, 1),
         "ceiling_fetch_share": round(statistics.median(c[1] for c in ceilings), 2),
+        "floor_s": round(floor_s, 3),
+        "floor_msgs_per_s": round(args.n / floor_s, 1),
+        "floor_pct_of_ceiling": round(100 * ceiling_s / floor_s, 1),
+        "pct_of_floor_net": round(100 * floor_s / net, 1),
         "append_s": round(append_s, 2),
         "cpu_calib_s": calib,
         "check": {
@@ -196,6 +209,8 @@ def main() -> None:
                 f"gross {result['gross_msgs_per_s']}/s net {result['net_msgs_per_s']}/s "
                 f"({result['net_ms_per_msg']} ms/msg) peak RSS {result['peak_rss_mib']} MiB | "
                 f"ceiling {result['ceiling_msgs_per_s']}/s -> {result['pct_of_ceiling_net']}% | "
+                f"floor {result['floor_msgs_per_s']}/s ({result['floor_pct_of_ceiling']}% of "
+                f"the ceiling) -> {result['pct_of_floor_net']}% | "
                 f"calib {result['cpu_calib_s']}s | check {'OK' if ok else 'MISMATCH'} {c}"
             )
 
