@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.mail.attachments import MailAttachment
 from gateway.service.desk import Desk, TicketError
-from gateway.store.db import dialect_insert
+from gateway.store import prepared
+from gateway.store.db import dialect_of
 from gateway.store.models import Article, Attachment, AttachmentBlob, Ticket
 
 
@@ -56,10 +57,10 @@ async def store_attachments(
         why = _refusal(desk, part, kept)
         if why is None:
             kept += part.size
-            await session.execute(
-                dialect_insert(session)(AttachmentBlob)
-                .values(sha256=digest, size=part.size, data=part.data)
-                .on_conflict_do_nothing(index_elements=["sha256"])
+            await prepared.execute(
+                session,
+                prepared.insert_or_skip(dialect_of(session), AttachmentBlob),
+                {"sha256": digest, "size": part.size, "data": part.data},
             )
         row = Attachment(
             ticket_id=ticket.id,
@@ -73,7 +74,7 @@ async def store_attachments(
             sha256=digest,
             refused=why,
         )
-        session.add(row)
+        await prepared.add(session, row)
         if why is not None:
             refused.append(row)
     return refused

@@ -296,7 +296,7 @@ async def _new_ticket(
         organisation=customer.organisation,
         with_article=True,
     )
-    add_participants(session, ticket, incoming.others(exclude), known=[], exclude=exclude)
+    await add_participants(session, ticket, incoming.others(exclude), known=[], exclude=exclude)
     created = await incoming.article(session, ticket, counted=True)
     await notify(
         session,
@@ -329,7 +329,7 @@ async def _follow_up(
     gives it, the answer to the sender (or everyone, when closed) and the team notice."""
     mail, now, effect = incoming.mail, incoming.now, outcome.effect
     exclude = desk.settings.desk_addresses
-    participants = add_participants(
+    participants = await add_participants(
         session, ticket, incoming.others(exclude), known=participants, exclude=exclude
     )
     added = await incoming.article(session, ticket)

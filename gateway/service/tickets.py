@@ -69,11 +69,13 @@ _PARTICIPANTS = (
 
 
 async def participants_of(session: AsyncSession, ticket: Ticket) -> list[str]:
-    # Through the session: participants added earlier in the transaction are flushed.
-    return list(await session.scalars(_PARTICIPANTS, {"ticket_id": ticket.id}))
+    # On the driver: participants are only ever added with prepared.add (written at
+    # once), so there is nothing in the session to flush first.
+    rows = await prepared.execute(session, _PARTICIPANTS, {"ticket_id": ticket.id})
+    return list(rows.scalars())
 
 
-def add_participants(
+async def add_participants(
     session: AsyncSession,
     ticket: Ticket,
     addresses: Iterable[str],
@@ -81,12 +83,13 @@ def add_participants(
     known: list[str],
     exclude: set[str],
 ) -> list[str]:
-    """Add new addresses as participants; returns the participants after adding."""
+    """Add new addresses as participants (written at once, no flush at commit); returns
+    the participants after adding."""
     participants = list(known)
     skip = set(known) | {ticket.requester} | exclude
     for address in addresses:
         if address not in skip:
-            session.add(Participant(ticket_id=ticket.id, address=address))
+            await prepared.add(session, Participant(ticket_id=ticket.id, address=address))
             participants.append(address)
             skip.add(address)
     return participants
