@@ -9,8 +9,9 @@ The daemon's connections therefore turn the automatic checkpoint off, and this t
 checkpoints instead, on a connection of its own (sqlite3 releases the GIL while it
 works, so the copying and the fsyncs run beside the loop):
 
-- PASSIVE, every `every` commits and once writes have gone quiet for `quiet` seconds.
-  It never waits for anyone. Under steady writes it may never catch up with the end of
+- PASSIVE, every `every` commits, and `quiet` seconds after the first commit since the
+  last checkpoint at the latest (so a quiet daemon leaves little in the log). It never
+  waits for anyone. Under steady writes it may never catch up with the end of
   the log, and SQLite only starts the log afresh once everything in it is copied;
 - so once the log is past `limit` pages, RESTART: it waits for the transaction in
   progress, holds new writers back (the loop's BEGIN waits without blocking the loop,

@@ -60,7 +60,7 @@ def test_the_thread_copies_the_log_after_enough_commits(writer: sqlite3.Connecti
         checkpointer.stop()
 
 
-def test_a_single_commit_is_checkpointed_once_writes_go_quiet(
+def test_a_single_commit_is_checkpointed_after_the_quiet_interval(
     writer: sqlite3.Connection,
 ) -> None:
     database = writer.execute("PRAGMA database_list").fetchone()[2]
