@@ -25,6 +25,7 @@ from gateway.observe.probes import (
     probe_database,
 )
 from gateway.observe.sources import Observed
+from gateway.store.db import checkpointer_of
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,18 @@ class GatewayCollector:
         for mailbox in gateway.mailboxes:
             reconnects.add_metric([mailbox.settings.name], mailbox.health.failures)
         yield reconnects
+        checkpointer = checkpointer_of(gateway.engine)
+        if checkpointer is not None:
+            checkpoints = CounterMetricFamily(
+                PREFIX + "sqlite_checkpoints_total",
+                "SQLite WAL checkpoints by the daemon's checkpoint thread since it started: "
+                "passive, restart (the log started afresh), failed (logged; retried).",
+                labels=["result"],
+            )
+            checkpoints.add_metric(["passive"], checkpointer.passive)
+            checkpoints.add_metric(["restart"], checkpointer.restarts)
+            checkpoints.add_metric(["failed"], checkpointer.failures)
+            yield checkpoints
         figures = self._figures
         yield GaugeMetricFamily(
             PREFIX + "database_up",

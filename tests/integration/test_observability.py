@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from gateway.app import Gateway, build, run_forever
 from gateway.observe.endpoint import build_endpoint
 from gateway.observe.http import HttpEndpoint
+from gateway.store.db import checkpointer_of
 from gateway.store.models import OutboxMessage
 from tests.conftest import GatewayFactory
 from tests.support.databases import create_database, drop_database, migrate_to_head
@@ -270,3 +271,21 @@ async def test_a_taken_http_port_is_logged_and_the_daemon_runs_on(
     (line,) = [m for m in caplog.messages if m.startswith("http: ")]
     assert line.startswith(f"http: cannot listen on 127.0.0.1:{port}: ")
     assert line.endswith("; /healthz and /metrics are off")
+
+
+async def test_sqlite_checkpoints_are_counted_exactly_on_sqlite(
+    make_gateway: GatewayFactory, db_url: str
+) -> None:
+    gateway = await make_gateway()
+    checkpointer = checkpointer_of(gateway.engine)
+    async with endpoint(gateway) as port:
+        await gateway.pipeline.ingest(make_mail(), "test")
+        if checkpointer is not None:  # the thread checkpoints soon after the first commit
+            assert await asyncio.to_thread(checkpointer.checkpointed.wait, 10)
+        samples = (await get(port, "/metrics")).samples()
+    passive = samples.get('ticket_gateway_sqlite_checkpoints_total{result="passive"}')
+    if db_url.startswith("sqlite"):
+        assert passive is not None and passive >= 1
+        assert samples['ticket_gateway_sqlite_checkpoints_total{result="failed"}'] == 0
+    else:
+        assert passive is None
