@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateNotFound,
+)
 
 
 class TemplateMissing(Exception):
@@ -40,6 +47,11 @@ class Renderer:
         self._text = Environment(autoescape=False, **common)
         self._html = Environment(autoescape=True, **common)
         self._fallback = fallback_language
+        # (event, language) -> its text and HTML template. Jinja caches the templates
+        # it found, not the ones it did not: without this, every notification of an
+        # event without its own .html looked for that file on disk again. A reload
+        # (SIGHUP) builds a new Renderer.
+        self._chosen: dict[tuple[str, str], tuple[Template, Template]] = {}
 
     def check(self) -> None:
         """Every template compiles, in the environment that will render it, and there
@@ -65,17 +77,27 @@ class Renderer:
             return candidate
         raise TemplateMissing(f"no template {event}.txt for {language} or {self._fallback}")
 
+    def _templates(self, event: str, language: str) -> tuple[Template, Template]:
+        """The text template of `event` and the HTML one (its own, else the layout)."""
+        try:
+            return self._chosen[(event, language)]
+        except KeyError:
+            pass
+        lang = self._language(event, language)
+        text = self._text.get_template(f"{lang}/{event}.txt")
+        try:
+            html = self._html.get_template(f"{lang}/{event}.html")
+        except TemplateNotFound:
+            html = self._html.get_template(f"{lang}/_layout.html")
+        self._chosen[(event, language)] = text, html
+        return text, html
+
     def render(self, event: str, language: str, context: dict[str, Any]) -> Rendered:
         """Subject, text and HTML of one notification."""
-        lang = self._language(event, language)
-        template = self._text.get_template(f"{lang}/{event}.txt")
+        template, html_template = self._templates(event, language)
         ctx = template.new_context(dict(context))
         subject = " ".join("".join(template.blocks["subject"](ctx)).split())
         text = template.render(context).strip() + "\n"
-        try:
-            html_template = self._html.get_template(f"{lang}/{event}.html")
-        except TemplateNotFound:
-            html_template = self._html.get_template(f"{lang}/_layout.html")
         html = html_template.render(
             {**context, "subject": subject, "paragraphs": _paragraphs(text)}
         )

@@ -107,3 +107,19 @@ def test_closing_for_silence_says_why(renderer: Renderer, effect: str) -> None:
     text = renderer.render("closed", "nl", context(effect=effect)).text
     assert ("geen antwoord" in text) is (effect == "no_answer")
     assert ("als geaccepteerd" in text) is (effect == "accepted_by_silence")
+
+
+def test_templates_are_chosen_once_per_event_and_a_new_renderer_sees_new_files(
+    tmp_path: Path,
+) -> None:
+    """The choice of an event's templates is kept, including that it has no HTML of its
+    own (Jinja does not cache a template it did not find, so that was a look on disk per
+    notification); a reload builds a new Renderer, which sees files added since."""
+    (tmp_path / "nl").mkdir()
+    (tmp_path / "nl" / "created.txt").write_text("{% block subject %}Nieuw{% endblock %}Tekst\n")
+    (tmp_path / "nl" / "_layout.html").write_text("<p>layout</p>")
+    renderer = Renderer(tmp_path)
+    assert renderer.render("created", "nl", {}).html == "<p>layout</p>"
+    (tmp_path / "nl" / "created.html").write_text("<p>eigen</p>")
+    assert renderer.render("created", "nl", {}).html == "<p>layout</p>"
+    assert Renderer(tmp_path).render("created", "nl", {}).html == "<p>eigen</p>"
