@@ -67,50 +67,44 @@ class GatewayCollector:
     def collect(self) -> Iterator[Metric]:
         gateway = self._gateway
         counts = gateway.pipeline.counts
-        messages = CounterMetricFamily(
-            PREFIX + "messages_total",
+        yield _counters(
+            "messages_total",
             "Messages taken in since the daemon started, by outcome.",
-            labels=["outcome"],
+            "outcome",
+            {outcome: counts.get(outcome, 0) for outcome in sorted({*OUTCOMES, *counts})},
         )
-        for outcome in sorted({*OUTCOMES, *counts}):
-            messages.add_metric([outcome], counts.get(outcome, 0))
-        yield messages
         yield CounterMetricFamily(
             PREFIX + "tickets_created_total",
             "Tickets opened by mail since the daemon started.",
             value=counts.get("ticket", 0),
         )
         totals = gateway.relay_totals
-        notifications = CounterMetricFamily(
-            PREFIX + "notifications_total",
+        yield _counters(
+            "notifications_total",
             "Notifications since the daemon started: sent and failed by this daemon's relay; "
             "suppressed: held back (rate limit, no automatic answers wanted) in the database.",
-            labels=["state"],
+            "state",
+            {"sent": totals.sent, "failed": totals.failed, "suppressed": self._suppressed},
         )
-        notifications.add_metric(["sent"], totals.sent)
-        notifications.add_metric(["failed"], totals.failed)
-        notifications.add_metric(["suppressed"], self._suppressed)
-        yield notifications
-        reconnects = CounterMetricFamily(
-            PREFIX + "imap_reconnects_total",
+        yield _counters(
+            "imap_reconnects_total",
             "Failed IMAP connections and sessions (each is retried) since the daemon started.",
-            labels=["mailbox"],
+            "mailbox",
+            {mailbox.settings.name: mailbox.health.failures for mailbox in gateway.mailboxes},
         )
-        for mailbox in gateway.mailboxes:
-            reconnects.add_metric([mailbox.settings.name], mailbox.health.failures)
-        yield reconnects
         checkpointer = checkpointer_of(gateway.engine)
         if checkpointer is not None:
-            checkpoints = CounterMetricFamily(
-                PREFIX + "sqlite_checkpoints_total",
+            yield _counters(
+                "sqlite_checkpoints_total",
                 "SQLite WAL checkpoints by the daemon's checkpoint thread since it started: "
                 "passive, restart (the log started afresh), failed (logged; retried).",
-                labels=["result"],
+                "result",
+                {
+                    "passive": checkpointer.passive,
+                    "restart": checkpointer.restarts,
+                    "failed": checkpointer.failures,
+                },
             )
-            checkpoints.add_metric(["passive"], checkpointer.passive)
-            checkpoints.add_metric(["restart"], checkpointer.restarts)
-            checkpoints.add_metric(["failed"], checkpointer.failures)
-            yield checkpoints
         figures = self._figures
         yield GaugeMetricFamily(
             PREFIX + "database_up",
@@ -145,6 +139,16 @@ class GatewayCollector:
         for kind, count in sorted(figures.sla_breaches.items()):
             breaches.add_metric([kind], count)
         yield breaches
+
+
+def _counters(
+    name: str, documentation: str, label: str, values: dict[str, float]
+) -> CounterMetricFamily:
+    """A counter family with one label, a sample per value."""
+    family = CounterMetricFamily(PREFIX + name, documentation, labels=[label])
+    for value_label, value in values.items():
+        family.add_metric([value_label], value)
+    return family
 
 
 class Metrics:
