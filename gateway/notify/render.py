@@ -47,11 +47,12 @@ class Renderer:
         self._text = Environment(autoescape=False, **common)
         self._html = Environment(autoescape=True, **common)
         self._fallback = fallback_language
-        # (event, language) -> its text and HTML template. Jinja caches the templates
+        # (event, language) -> its text and HTML templates. Jinja caches the templates
         # it found, not the ones it did not: without this, every notification of an
         # event without its own .html looked for that file on disk again. A reload
         # (SIGHUP) builds a new Renderer.
-        self._chosen: dict[tuple[str, str], tuple[Template, Template]] = {}
+        self._chosen_text: dict[tuple[str, str], tuple[str, Template]] = {}
+        self._chosen_html: dict[tuple[str, str], Template] = {}
 
     def check(self) -> None:
         """Every template compiles, in the environment that will render it, and there
@@ -77,27 +78,39 @@ class Renderer:
             return candidate
         raise TemplateMissing(f"no template {event}.txt for {language} or {self._fallback}")
 
-    def _templates(self, event: str, language: str) -> tuple[Template, Template]:
-        """The text template of `event` and the HTML one (its own, else the layout)."""
+    def _text_template(self, event: str, language: str) -> tuple[str, Template]:
+        """The language used for `event` and its text template."""
         try:
-            return self._chosen[(event, language)]
+            return self._chosen_text[(event, language)]
         except KeyError:
             pass
         lang = self._language(event, language)
-        text = self._text.get_template(f"{lang}/{event}.txt")
+        chosen = self._chosen_text[(event, language)] = (
+            lang,
+            self._text.get_template(f"{lang}/{event}.txt"),
+        )
+        return chosen
+
+    def _html_template(self, event: str, lang: str) -> Template:
+        """The event's own HTML template, else the layout."""
+        try:
+            return self._chosen_html[(event, lang)]
+        except KeyError:
+            pass
         try:
             html = self._html.get_template(f"{lang}/{event}.html")
         except TemplateNotFound:
             html = self._html.get_template(f"{lang}/_layout.html")
-        self._chosen[(event, language)] = text, html
-        return text, html
+        self._chosen_html[(event, lang)] = html
+        return html
 
     def render(self, event: str, language: str, context: dict[str, Any]) -> Rendered:
         """Subject, text and HTML of one notification."""
-        template, html_template = self._templates(event, language)
+        lang, template = self._text_template(event, language)
         ctx = template.new_context(dict(context))
         subject = " ".join("".join(template.blocks["subject"](ctx)).split())
         text = template.render(context).strip() + "\n"
+        html_template = self._html_template(event, lang)
         html = html_template.render(
             {**context, "subject": subject, "paragraphs": _paragraphs(text)}
         )
