@@ -180,6 +180,20 @@ def record(
     return trace
 
 
+def once_at(uid: int, action: Callable[[], Awaitable[object]]) -> Callable[[int], Awaitable[None]]:
+    """A `before_commit` for `record`: runs `action` the first time `uid` comes up (a
+    message that is taken in again after a failure does not run it twice)."""
+    done = False
+
+    async def hook(seen: int) -> None:
+        nonlocal done
+        if seen == uid and not done:
+            done = True
+            await action()
+
+    return hook
+
+
 def committed(trace: list[str]) -> list[int]:
     return [int(entry.split()[1]) for entry in trace if entry.startswith("commit ")]
 
@@ -228,11 +242,10 @@ async def test_stop_midway_leaves_the_rest_unread_and_nothing_running(
     gateway, mailbox = await ten_mails_two_per_group(make_gateway, imap_account, monkeypatch)
     stop = asyncio.Event()
 
-    async def stop_at_3(uid: int) -> None:
-        if uid == 3:  # the first of group 3:4
-            stop.set()
+    async def stop_now() -> None:
+        stop.set()
 
-    trace = record(gateway, monkeypatch, stop_at_3)
+    trace = record(gateway, monkeypatch, once_at(3, stop_now))  # the first of group 3:4
     try:
         assert await mailbox.drain(stop) == 3  # the message in hand is finished
         await assert_nothing_left_running(caplog)
@@ -253,14 +266,11 @@ async def test_ingest_failing_midway_leaves_the_later_mail_for_next_time(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     gateway, mailbox = await ten_mails_two_per_group(make_gateway, imap_account, monkeypatch)
-    failed: list[int] = []
 
-    async def fail_once_at_4(uid: int) -> None:
-        if uid == 4 and not failed:  # the second of group 3:4
-            failed.append(uid)
-            raise TemporaryFailure("database down")
+    async def fail() -> None:
+        raise TemporaryFailure("database down")
 
-    trace = record(gateway, monkeypatch, fail_once_at_4)
+    trace = record(gateway, monkeypatch, once_at(4, fail))  # the second of group 3:4
     try:
         with pytest.raises(TemporaryFailure):
             await asyncio.wait_for(mailbox.drain(), timeout=5)
@@ -283,14 +293,9 @@ async def test_connection_dropped_midway_loses_nothing(
 ) -> None:
     account = dovecot.new_account()
     gateway, mailbox = await ten_mails_two_per_group(make_gateway, account, monkeypatch)
-    dropped: list[int] = []
-
-    async def drop_at_3(uid: int) -> None:
-        if uid == 3 and not dropped:
-            dropped.append(uid)
-            await asyncio.to_thread(dovecot.kick, account.username)
-
-    trace = record(gateway, monkeypatch, drop_at_3)
+    trace = record(
+        gateway, monkeypatch, once_at(3, lambda: asyncio.to_thread(dovecot.kick, account.username))
+    )
     with caplog.at_level(logging.INFO, logger="gateway.intake.imap"):
         try:
             with pytest.raises(ImapError, match="connection lost"):
@@ -315,15 +320,12 @@ async def test_a_cancelled_take_in_leaves_nothing_running_and_loses_nothing(
 ) -> None:
     """As at the end of the shutdown time: what runs then is cancelled."""
     gateway, mailbox = await ten_mails_two_per_group(make_gateway, imap_account, monkeypatch)
-    cancelled: list[int] = []
 
-    async def cancel_at_3(uid: int) -> None:
-        if uid == 3 and not cancelled:
-            cancelled.append(uid)
-            draining.cancel()
-            await asyncio.sleep(0)  # raises CancelledError: 3 is not committed
+    async def cancel() -> None:
+        draining.cancel()
+        await asyncio.sleep(0)  # raises CancelledError: 3 is not committed
 
-    trace = record(gateway, monkeypatch, cancel_at_3)
+    trace = record(gateway, monkeypatch, once_at(3, cancel))
     try:
         draining = asyncio.create_task(mailbox.drain())
         with pytest.raises(asyncio.CancelledError):
