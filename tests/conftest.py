@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.app import Gateway, build
+from gateway.store.db import create_engine, session_factory
 from gateway.store.models import Base
 from tests.support.databases import execute, migrate_to_head, scratch_pg_database
 from tests.support.dovecot import Dovecot, ImapAccount
@@ -39,6 +41,14 @@ def _truncate_all(url: str) -> None:
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
 
     asyncio.run(execute(url, f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the test database, through an engine of their own."""
+    engine = create_engine(db_url)
+    yield session_factory(engine)
+    await engine.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

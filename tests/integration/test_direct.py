@@ -3,7 +3,6 @@ same transaction, same types, same exceptions; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -18,7 +17,6 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.store import direct, prepared
-from gateway.store.db import create_engine, session_factory
 from gateway.store.models import Contact
 from gateway.store.prepared import table_of
 from tests.conftest import GatewayFactory
@@ -40,13 +38,6 @@ ADDRESSES_IN = select(CONTACTS.c.address).where(
 
 def contact(address: str, **values: object) -> dict[str, object]:
     return {"address": address, "name": "", "language": "nl", "created_at": NOW, **values}
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def contacts_stored(sessions: async_sessionmaker[AsyncSession]) -> int:
