@@ -31,11 +31,11 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
-import aioimaplib
 import aiosmtplib
 import asyncpg
 import jinja2
 
+from bench.harness import open_inbox
 from gateway.intake.imap import parse_fetch, uid_ranges, uid_set
 from tests.support.databases import asyncpg_dsn
 from tests.support.dovecot import ImapAccount
@@ -79,8 +79,8 @@ def read(raw: bytes) -> Incoming:
     )
 
 
-def notification(mail: Incoming) -> tuple[str, bytes]:
-    """(its Message-ID, the message) for the sink."""
+def notification(mail: Incoming) -> bytes:
+    """The notification for the sink."""
     text = TEMPLATE.render(name=mail.name or mail.sender, subject=mail.subject)
     message_id = make_msgid(domain="vtm.example")
     head = (
@@ -90,7 +90,7 @@ def notification(mail: Incoming) -> tuple[str, bytes]:
         f"Date: {format_datetime(email.utils.localtime())}\r\nMIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
     )
-    return message_id, (head + text.replace("\n", "\r\n")).encode()
+    return (head + text.replace("\n", "\r\n")).encode()
 
 
 class SqliteStore:
@@ -203,18 +203,13 @@ async def floor(
         start = time.perf_counter()
         await smtp.connect()
         sender = asyncio.create_task(send())
-        client = aioimaplib.IMAP4(host=account.host, port=account.port, timeout=120)
-        await client.wait_hello_from_server()
-        await client.login(account.username, account.password)
-        await client.select("INBOX")
-        response = await client.uid_search("UID 1:*")
-        uids = sorted(int(t) for t in response.lines[0].split())
+        client, uids = await open_inbox(account)
         taken = 0
         for chunk in uid_ranges(uids, batch):
             fetched = await client.uid("fetch", uid_set(chunk), "(UID BODY.PEEK[])")
             for _uid, raw in parse_fetch(fetched.lines):
                 mail = read(raw)
-                _message_id, message = notification(mail)
+                message = notification(mail)
                 outbox_id = await store.keep(mail, mail.sender, message.decode())
                 queue.put_nowait((outbox_id, mail.sender, message))
                 taken += 1

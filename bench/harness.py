@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aioimaplib
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -242,6 +243,17 @@ class SinkProcess:
                 )
             )
         return out
+
+
+async def open_inbox(account: ImapAccount) -> tuple[aioimaplib.IMAP4, list[int]]:
+    """A bare aioimaplib client logged in to `account` with INBOX selected, and the
+    UIDs there in order (the ceiling's and the floor's start)."""
+    client = aioimaplib.IMAP4(host=account.host, port=account.port, timeout=120)
+    await client.wait_hello_from_server()
+    await client.login(account.username, account.password)
+    await client.select("INBOX")
+    response = await client.uid_search("UID 1:*")
+    return client, sorted(int(t) for t in response.lines[0].split())
 
 
 # --------------------------------------------------------------------------- databases

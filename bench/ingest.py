@@ -34,7 +34,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aioimaplib
 from sqlalchemy import func, select
 
 from bench.floor import floor
@@ -49,6 +48,7 @@ from bench.harness import (
     daemon_config,
     dovecot_scratch,
     machine,
+    open_inbox,
     run_cli,
     scratch_database,
     write_config,
@@ -62,12 +62,7 @@ from tests.support.dovecot import Dovecot, ImapAccount
 async def raw_ceiling(account: ImapAccount, batch: int) -> tuple[float, float]:
     """Bare aioimaplib: same bounded UID FETCHes + email parsing; (seconds, fetch share)."""
     start = time.perf_counter()
-    client = aioimaplib.IMAP4(host=account.host, port=account.port, timeout=120)
-    await client.wait_hello_from_server()
-    await client.login(account.username, account.password)
-    await client.select("INBOX")
-    response = await client.uid_search("UID 1:*")
-    uids = sorted(int(t) for t in response.lines[0].split())
+    client, uids = await open_inbox(account)
     fetch_s = 0.0
     parsed = 0
     for chunk in uid_ranges(uids, batch):
