@@ -82,9 +82,8 @@ async def ticket_for_thread(
                 return ticket
     if not foreign:
         return None
-    ids = {f"id{i}": mid for i, mid in enumerate(foreign)}
     found: Ticket | None = await prepared.load_one(
-        session, _ticket_of_thread(len(ids)), ids, Ticket
+        session, _ticket_of_thread(len(foreign)), prepared.numbered("id", foreign), Ticket
     )
     return found
 
@@ -101,8 +100,9 @@ _TICKET_BY_REFERENCE = (
 def _ticket_of_thread(count: int) -> Select[Ticket]:
     """The ticket of the first of `count` Message-IDs (id0, id1, …) found among the
     articles, locked: one statement per count, so each compiles once."""
-    listed = [bindparam(f"id{i}", type_=Article.message_id.type) for i in range(count)]
-    thread_ticket = select(Article.ticket_id).where(Article.message_id.in_(listed)).limit(1)
+    thread_ticket = (
+        select(Article.ticket_id).where(prepared.in_list(Article.message_id, "id", count)).limit(1)
+    )
     return select(Ticket).where(Ticket.id == thread_ticket.scalar_subquery()).with_for_update()
 
 

@@ -86,12 +86,11 @@ def _answers_to_recipients(count: int) -> Executable:
     """Automatic answers to each of `count` recipients (r0, r1, …) in the last day: one
     statement per count, so each compiles once (an expanding IN list is compiled anew
     for every execution)."""
-    listed = [bindparam(f"r{i}", type_=_OUTBOX.c.recipient.type) for i in range(count)]
     return (
         select(_OUTBOX.c.recipient, func.count())
         .where(
             *_AUTOMATIC,
-            _OUTBOX.c.recipient.in_(listed),
+            prepared.in_list(_OUTBOX.c.recipient, "r", count),
             _OUTBOX.c.created_at >= bindparam("day_ago"),
         )
         .group_by(_OUTBOX.c.recipient)
@@ -129,11 +128,10 @@ async def _over_limits(
         hour, ten_minutes = int(counts[0]), int(counts[1])
     per_recipient: dict[str, int] = {}
     if limits.per_recipient_day and recipients:
-        listed = {f"r{i}": recipient for i, recipient in enumerate(recipients)}
         rows = await prepared.execute(
             session,
-            _answers_to_recipients(len(listed)),
-            {**listed, "day_ago": now - timedelta(days=1)},
+            _answers_to_recipients(len(recipients)),
+            {**prepared.numbered("r", recipients), "day_ago": now - timedelta(days=1)},
         )
         per_recipient = {row[0]: int(row[1]) for row in rows}
     over: dict[str, str] = {}

@@ -19,10 +19,10 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, insert
+from sqlalchemy import ColumnElement, Executable, Table, bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite  # the INSERT types
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapper, make_transient_to_detached
+from sqlalchemy.orm import Mapper, QueryableAttribute, make_transient_to_detached
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from gateway.store import direct
@@ -53,6 +53,21 @@ def insert_or_skip(dialect: str, model: type[Base], returning: str | None = None
 def _insert_returning_id(model: type[Base]) -> Executable:
     table = table_of(model)
     return insert(table).returning(table.c.id)
+
+
+def in_list(
+    column: ColumnElement[Any] | QueryableAttribute[Any], name: str, count: int
+) -> ColumnElement[bool]:
+    """`column IN (:name0, :name1, …)` with `count` parameters typed like `column`: a
+    statement built with it, once per count, compiles once and runs on the driver (an
+    expanding IN list is compiled anew on every execution, through SQLAlchemy). Give
+    the values with `numbered`."""
+    return column.in_([bindparam(f"{name}{i}", type_=column.type) for i in range(count)])
+
+
+def numbered(name: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The parameters of an `in_list` named `name`: {name0: values[0], …}."""
+    return {f"{name}{i}": value for i, value in enumerate(values)}
 
 
 async def add(session: AsyncSession, obj: Base) -> None:
